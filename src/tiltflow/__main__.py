@@ -1,0 +1,5 @@
+import sys
+
+from tiltflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers and writers of tiltflow's own and RELION's files."""

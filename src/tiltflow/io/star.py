@@ -1,0 +1,129 @@
+"""Deterministic STAR writing and checked STAR reading.
+
+Writing is our own so that the same values always give byte-identical files: numbers are
+formatted with a fixed number of significant digits, ``-0`` is written as ``0`` and labels keep
+the order they are given in. Reading uses the ``starfile`` package and turns its failures into
+an :class:`~tiltflow.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from tiltflow.errors import InputError
+from tiltflow.io.atomic import write_text_atomic
+
+Value = str | int | float | np.integer | np.floating
+
+#: significant digits for floats in STAR files
+SIG_DIGITS = 12
+
+
+def format_float(x: float, digits: int = SIG_DIGITS) -> str:
+    """Shortest stable text of a float: ``digits`` significant digits, no ``-0``."""
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"refusing to write non-finite value {x!r} to a STAR file")
+    text = format(x, f".{digits}g")
+    if text in ("-0", "-0.0"):
+        text = "0"
+    if "e" not in text and "." not in text and "inf" not in text:
+        # keep floats recognisable as floats (RELION and starfile read either way)
+        text = text
+    return text
+
+
+def format_vector(row: Sequence[float]) -> str:
+    """RELION 4's projection-row form: ``[a,b,c,d]`` with no spaces."""
+    return "[" + ",".join(format_float(v) for v in row) + "]"
+
+
+def format_value(v: Value) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return format_float(float(v))
+    text = str(v)
+    if text == "" or any(c.isspace() for c in text):
+        raise ValueError(f"STAR values may not be empty or contain whitespace: {text!r}")
+    return text
+
+
+def loop_block(name: str, columns: Mapping[str, Sequence[Value]]) -> str:
+    """Text of one ``data_<name>`` block holding a single loop; columns in the given order."""
+    labels = list(columns)
+    n = {len(columns[k]) for k in labels}
+    if len(n) > 1:
+        raise ValueError(f"block {name}: columns have different lengths {sorted(n)}")
+    lines = [f"data_{name}", "", "loop_"]
+    lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
+    cols = [[format_value(v) for v in columns[k]] for k in labels]
+    for row in zip(*cols):
+        lines.append(" ".join(row))
+    return "\n".join(lines) + "\n\n"
+
+
+def star_text(blocks: Mapping[str, Mapping[str, Sequence[Value]]], header: Sequence[str] = ()) -> str:
+    """Text of a whole STAR file: optional comment lines, then one loop block per entry."""
+    out = "".join(f"# {h}\n" for h in header)
+    if header:
+        out += "\n"
+    for name, cols in blocks.items():
+        out += loop_block(name, cols)
+    return out
+
+
+def write_star(
+    path: str | os.PathLike[str],
+    blocks: Mapping[str, Mapping[str, Sequence[Value]]],
+    header: Sequence[str] = (),
+) -> None:
+    """Write a STAR file atomically."""
+    write_text_atomic(path, star_text(blocks, header))
+
+
+def read_star(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """Read every block of a STAR file as a DataFrame (single key/value blocks as one row)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises assorted errors on malformed files
+        raise InputError(path, f"not a readable STAR file ({exc})") from None
+    out: dict[str, pd.DataFrame] = {}
+    for name, block in blocks.items():
+        if isinstance(block, dict):
+            block = pd.DataFrame([block])
+        out[name] = block
+    return out
+
+
+def require_columns(df: pd.DataFrame, labels: Sequence[str], path: str | os.PathLike[str], block: str) -> None:
+    """Raise an InputError naming the file and block if any label is missing."""
+    missing = [lab for lab in labels if lab not in df.columns]
+    if missing:
+        raise InputError(path, f"block data_{block} lacks required column(s) {', '.join('_' + m for m in missing)}")
+
+
+def parse_vector(text: object, path: str | os.PathLike[str], where: str) -> np.ndarray:
+    """Parse RELION's ``[a,b,c,d]`` text into 4 floats."""
+    s = str(text).strip()
+    if not (s.startswith("[") and s.endswith("]")):
+        raise InputError(path, f"{where}: expected a vector like [a,b,c,d], got {s!r}")
+    try:
+        vals = np.array([float(v) for v in s[1:-1].split(",")], dtype=np.float64)
+    except ValueError:
+        raise InputError(path, f"{where}: non-numeric vector {s!r}") from None
+    if vals.shape != (4,) or not np.all(np.isfinite(vals)):
+        raise InputError(path, f"{where}: expected 4 finite numbers, got {s!r}")
+    return vals

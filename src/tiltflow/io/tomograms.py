@@ -1,0 +1,152 @@
+"""Read and write RELION 4 tomogram sets (``tomograms.star``, format in SPEC §4)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tiltflow.errors import InputError
+from tiltflow.io.star import format_vector, parse_vector, read_star, require_columns, write_star
+from tiltflow.model import OPTIONAL_GLOBAL_LABELS, Tomogram, TomogramSet
+
+GLOBAL_LABELS: tuple[str, ...] = (
+    "rlnTomoName",
+    "rlnTomoTiltSeriesName",
+    "rlnTomoFrameCount",
+    "rlnTomoSizeX",
+    "rlnTomoSizeY",
+    "rlnTomoSizeZ",
+    "rlnTomoHand",
+    "rlnOpticsGroupName",
+    "rlnTomoTiltSeriesPixelSize",
+    "rlnVoltage",
+    "rlnSphericalAberration",
+    "rlnAmplitudeContrast",
+    "rlnTomoImportFractionalDose",
+)
+
+TILT_LABELS: tuple[str, ...] = (
+    "rlnTomoProjX",
+    "rlnTomoProjY",
+    "rlnTomoProjZ",
+    "rlnTomoProjW",
+    "rlnDefocusU",
+    "rlnDefocusV",
+    "rlnDefocusAngle",
+    "rlnCtfScalefactor",
+    "rlnMicrographPreExposure",
+)
+
+STAR_VERSION_LINE = "version 30001"
+
+
+def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
+    """The STAR blocks (global first, then one per tomogram) of a tomogram set."""
+    tomos = list(tomo_set)
+    g: dict[str, list] = {
+        "rlnTomoName": [t.name for t in tomos],
+        "rlnTomoTiltSeriesName": [t.tilt_series for t in tomos],
+        "rlnTomoFrameCount": [int(t.frame_count) for t in tomos],
+        "rlnTomoSizeX": [int(t.size[0]) for t in tomos],
+        "rlnTomoSizeY": [int(t.size[1]) for t in tomos],
+        "rlnTomoSizeZ": [int(t.size[2]) for t in tomos],
+        "rlnTomoHand": [float(t.hand) for t in tomos],
+        "rlnOpticsGroupName": [t.optics_group for t in tomos],
+        "rlnTomoTiltSeriesPixelSize": [float(t.pixel_size) for t in tomos],
+        "rlnVoltage": [float(t.voltage) for t in tomos],
+        "rlnSphericalAberration": [float(t.cs) for t in tomos],
+        "rlnAmplitudeContrast": [float(t.amplitude_contrast) for t in tomos],
+        "rlnTomoImportFractionalDose": [float(t.fractional_dose) for t in tomos],
+    }
+    for label in OPTIONAL_GLOBAL_LABELS:
+        have = [label in t.extra for t in tomos]
+        if not any(have):
+            continue
+        if not all(have):
+            lacking = [t.name for t in tomos if label not in t.extra]
+            raise ValueError(f"global label {label} is set for some tomograms but not for {lacking}")
+        g[label] = [t.extra[label] for t in tomos]
+    blocks: dict[str, dict[str, list]] = {"global": g}
+    for t in tomos:
+        blocks[t.name] = {
+            "rlnTomoProjX": [format_vector(m[0]) for m in t.proj],
+            "rlnTomoProjY": [format_vector(m[1]) for m in t.proj],
+            "rlnTomoProjZ": [format_vector(m[2]) for m in t.proj],
+            "rlnTomoProjW": [format_vector(m[3]) for m in t.proj],
+            "rlnDefocusU": [float(v) for v in t.defocus_u],
+            "rlnDefocusV": [float(v) for v in t.defocus_v],
+            "rlnDefocusAngle": [float(v) for v in t.defocus_angle],
+            "rlnCtfScalefactor": [float(v) for v in t.ctf_scale],
+            "rlnMicrographPreExposure": [float(v) for v in t.pre_exposure],
+        }
+    return blocks
+
+
+def write_tomogram_set(path: str | os.PathLike[str], tomo_set: TomogramSet, comments: Sequence[str] = ()) -> None:
+    """Write ``tomograms.star`` atomically (``# version 30001`` first, then any comment lines)."""
+    write_star(path, tomogram_set_blocks(tomo_set), header=(STAR_VERSION_LINE, *comments))
+
+
+def _column(df: pd.DataFrame, label: str, path: Path, block: str, kind: type) -> np.ndarray:
+    try:
+        values = df[label].to_numpy()
+        arr = np.asarray(values, dtype=kind) if kind is not str else values.astype(str)
+    except (ValueError, TypeError):
+        raise InputError(path, f"block data_{block}: column _{label} is not {kind.__name__}") from None
+    if kind is float and not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise InputError(path, f"block data_{block}: column _{label} row {bad + 1} is not finite")
+    return arr
+
+
+def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
+    """Read a RELION 4 ``tomograms.star`` into a :class:`TomogramSet`."""
+    path = Path(path)
+    blocks = read_star(path)
+    if "global" not in blocks:
+        raise InputError(path, "no data_global block: not a RELION 4 tomogram set")
+    g = blocks["global"]
+    require_columns(g, GLOBAL_LABELS, path, "global")
+    tomos = []
+    for i, row in g.iterrows():
+        name = str(row["rlnTomoName"])
+        if name not in blocks:
+            raise InputError(path, f"tomogram {name!r} is listed in data_global but has no data_{name} block")
+        tb = blocks[name]
+        require_columns(tb, TILT_LABELS, path, name)
+        proj = np.stack(
+            [
+                np.stack([parse_vector(v, path, f"data_{name} row {j + 1} _{lab}") for v in tb[lab]])
+                for j, lab in [(0, "rlnTomoProjX"), (1, "rlnTomoProjY"), (2, "rlnTomoProjZ"), (3, "rlnTomoProjW")]
+            ],
+            axis=1,
+        )
+        extra = {lab: row[lab] for lab in OPTIONAL_GLOBAL_LABELS if lab in g.columns and pd.notna(row[lab])}
+        extra = {k: (str(v) if k == "rlnTomoFiducialsStarFile" else float(v)) for k, v in extra.items()}
+        tomos.append(
+            Tomogram(
+                name=name,
+                tilt_series=str(row["rlnTomoTiltSeriesName"]),
+                frame_count=int(row["rlnTomoFrameCount"]),
+                size=(int(row["rlnTomoSizeX"]), int(row["rlnTomoSizeY"]), int(row["rlnTomoSizeZ"])),
+                hand=float(row["rlnTomoHand"]),
+                optics_group=str(row["rlnOpticsGroupName"]),
+                pixel_size=float(row["rlnTomoTiltSeriesPixelSize"]),
+                voltage=float(row["rlnVoltage"]),
+                cs=float(row["rlnSphericalAberration"]),
+                amplitude_contrast=float(row["rlnAmplitudeContrast"]),
+                fractional_dose=float(row["rlnTomoImportFractionalDose"]),
+                proj=proj,
+                defocus_u=_column(tb, "rlnDefocusU", path, name, float),
+                defocus_v=_column(tb, "rlnDefocusV", path, name, float),
+                defocus_angle=_column(tb, "rlnDefocusAngle", path, name, float),
+                ctf_scale=_column(tb, "rlnCtfScalefactor", path, name, float),
+                pre_exposure=_column(tb, "rlnMicrographPreExposure", path, name, float),
+                extra=extra,
+            )
+        )
+    return TomogramSet(tuple(tomos))
