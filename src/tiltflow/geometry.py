@@ -62,21 +62,17 @@ class ImodGeometry:
     flip_ang: bool = False
     ali: bool = False
 
-    def __post_init__(self) -> None:
-        if self.flip_z and not self.flip_yz:
-            raise ValueError("--flipZ is only defined together with --flipYZ (SPEC §3)")
-
     @property
     def tomogram_size(self) -> tuple[int, int, int]:
         """RELION tomogram size (X, Y, Z): X = w_ali; Y/Z = thickness/h_ali (swapped by flipYZ)."""
         w_ali, h_ali = self.ali_size
-        t = int(round(self.thickness))
+        t = int(self.thickness)  # RELION 4 truncates toward zero
         if self.flip_yz:
             return (int(w_ali), int(h_ali), t)
         return (int(w_ali), t, int(h_ali))
 
     def flip_matrix(self) -> F64:
-        """F of SPEC §3."""
+        """F of SPEC §3. As in RELION 4, ``--flipZ`` without ``--flipYZ`` has no effect."""
         if not self.flip_yz:
             return np.eye(4)
         f = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)

@@ -150,3 +150,25 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
             )
         )
     return TomogramSet(tuple(tomos))
+
+
+def gather_sets(
+    fragment_paths: Sequence[str | os.PathLike[str]],
+    out_star: str | os.PathLike[str],
+    missing: dict[str, str] | None = None,
+    comments: Sequence[str] = (),
+) -> TomogramSet:
+    """Merge per-tomogram fragments into one tomogram set, in the order given.
+
+    ``missing`` maps tomogram names that failed to a reason; they are listed as comment lines
+    (``# missing <name>: <reason>``) so the final set says which tomograms are absent and why,
+    while the tables stay pure RELION.
+    """
+    merged = TomogramSet(())
+    for p in fragment_paths:
+        merged = merged.merged(read_tomogram_set(p))
+    notes = list(comments)
+    for name, reason in sorted((missing or {}).items()):
+        notes.append(f"missing {name}: {' '.join(str(reason).split())}")
+    write_tomogram_set(out_star, merged, comments=notes)
+    return merged
