@@ -229,9 +229,9 @@ def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> li
 
 def _com_file(imod_dir: Path, com: TiltCom | NewstCom, key: str, default: Path) -> Path:
     """A file named by a .com keyword (prefixed with the IMOD dir, as RELION does) or ``default``."""
-    values = com.keywords.get(key)
-    if values:
-        return imod_dir / values[0]
+    found = com.keywords.last_ci(key)
+    if found is not None and found[0].split():
+        return imod_dir / found[0].split()[0]
     return default
 
 
