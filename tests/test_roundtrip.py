@@ -55,3 +55,13 @@ def test_import_of_simulation_reprojects_truth(in_tmp, flags, excluded):
         assert err.max() < 0.01
         np.testing.assert_allclose(t.pre_exposure, truth.pre_exposure[kept], atol=1e-9)
         assert t.size[0] == params.ali_size_eff[0]
+
+
+def test_unequal_doses_reach_pre_exposure_through_the_mdoc(in_tmp):
+    params = SimulationParams(raw_size=(128, 128), n_beads=5, dose_profile="cosine", seed=3)
+    import_star = simulate_dataset(params, Path("sim"), ["TS_C"])
+    assert "_tfMdocFile" in import_star.read_text()
+    t = run_import(import_star, Path("imp/tomograms.star"), ImportOptions(angpix=params.pixel_size))["TS_C"]
+    truth = Truth.from_json(Path("sim/TS_C/truth.json"))
+    assert np.ptp(truth.dose) > 0.5  # really unequal
+    np.testing.assert_allclose(t.pre_exposure, truth.pre_exposure, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,27 @@
+"""Synthetic IMOD projects with known truth: ``tiltflow simulate``.
+
+In memory: :func:`simulate_tilt_series` -> :class:`SimulatedTiltSeries` (stack + :class:`Truth`).
+On disk: :func:`write_imod_project` (one IMOD project) and :func:`simulate_dataset` (several
+projects + a RELION 4 import STAR).
+"""
+
+from tiltflow.simulate.core import SimulatedTiltSeries, acquisition_order, simulate_tilt_series
+from tiltflow.simulate.params import SimulationParams
+from tiltflow.simulate.truth import Truth
+
+__all__ = [
+    "SimulatedTiltSeries",
+    "SimulationParams",
+    "Truth",
+    "acquisition_order",
+    "simulate_tilt_series",
+]
+
+try:  # the file writers (imported lazily so the in-memory API works on its own)
+    from tiltflow.simulate.dataset import simulate_dataset  # noqa: F401
+    from tiltflow.simulate.imod_files import write_imod_project  # noqa: F401
+
+    __all__ += ["simulate_dataset", "write_imod_project"]
+except ModuleNotFoundError as _exc:  # pragma: no cover
+    if _exc.name not in ("tiltflow.simulate.dataset", "tiltflow.simulate.imod_files"):
+        raise
