@@ -239,3 +239,16 @@ def test_cli_reports_error_without_traceback(tmp_path, capsys):
     assert main(["import-imod", "--i", str(sheet), "--o", str(tmp_path / "x.star"), "--angpix", "10"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err and "TS_01.mrc" in err
+
+
+def test_ctffind_source_gives_angstrom_values_unchanged(tmp_path):
+    sheet = write_project(tmp_path, exclude="3")
+    d = tmp_path / "imod" / "TS_01"
+    rows = [f"{k + 1}.000000 {20000 + 100 * k:.2f} {19000 + 100 * k:.2f} {-30 + k:.2f} 0.000000 0.05 8.0" for k in range(NZ)]
+    (d / "ctffind.txt").write_text("# Output from CTFFind version 4.1.14\n# Columns: ...\n" + "\n".join(rows) + "\n")
+    sheet.write_text(sheet.read_text().replace("_rlnTomoImportCtfPlotterFile", "_rlnTomoImportCtfFindFile").replace("TS_01.defocus", "ctffind.txt"))
+    t = run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0))["TS_01"]
+    kept = np.array([0, 1, 3, 4, 5, 6])
+    np.testing.assert_allclose(t.defocus_u, 20000 + 100 * kept)
+    np.testing.assert_allclose(t.defocus_v, 19000 + 100 * kept)
+    np.testing.assert_allclose(t.defocus_angle, -30 + kept)

@@ -257,14 +257,18 @@ def _defocus(row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int) -> tuple[np.
         return 10.0 * d1, 10.0 * np.where(np.isfinite(d2), d2, d1), np.where(np.isfinite(ang), ang, 0.0)
     assert row.ctffind is not None
     table = read_ctffind(row.ctffind)
-    n = table.defocus1.shape[0]
+    n = table.defocus1_A.shape[0]
     if n >= nz:
         idx = kept
     elif n == kept.size and n_tlt == kept.size:
         idx = np.arange(n)
     else:
         raise InputError(row.ctffind, f"{n} CTFFIND entries, but the stack has {nz} views ({kept.size} kept)")
-    return table.defocus1[idx].astype(np.float64), table.defocus2[idx].astype(np.float64), table.astig_angle[idx].astype(np.float64)
+    return (
+        table.defocus1_A[idx].astype(np.float64),
+        table.defocus2_A[idx].astype(np.float64),
+        table.astig_angle_deg[idx].astype(np.float64),
+    )
 
 
 def import_tilt_series(
