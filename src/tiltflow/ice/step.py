@@ -1,0 +1,199 @@
+"""File-level ice step: ``run_estimate_ice`` (CLI verb ``estimate-ice`` and workflow rule ``ice``).
+
+Outputs in ``out_dir``:
+
+- ``tomograms.star``: the selected tomograms with rlnCtfScalefactor per tilt and the global
+  rlnTomoRelativeIceThickness, rlnTomoRelativeLuminance, rlnTomoIceNormalX/Y/Z (all other
+  fields kept);
+- ``ice_<name>.star``: blocks ``fit`` (one row) and ``tilts`` (one row per tilt), labels with
+  the ``tf`` prefix (see :data:`FIT_LABELS`, :data:`TILT_LABELS`); NaN where not applicable is
+  written as the text ``nan`` (side file only; RELION never reads it);
+- ``ice_<name>.png``: dose-normalised intensity / L against the beam angle, with the fit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tiltflow.errors import InputError
+from tiltflow.ice.core import STATUS_FALLBACK, IceResult, estimate_ice
+from tiltflow.ice.params import IceParams
+from tiltflow.io.atomic import write_with_atomic
+from tiltflow.io.mrc import read_stack
+from tiltflow.io.star import read_star, write_star
+from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
+from tiltflow.model import Tomogram, TomogramSet
+
+#: global RELION labels written by this step
+ICE_GLOBAL_LABELS: tuple[str, ...] = (
+    "rlnTomoRelativeLuminance",
+    "rlnTomoRelativeIceThickness",
+    "rlnTomoIceNormalX",
+    "rlnTomoIceNormalY",
+    "rlnTomoIceNormalZ",
+)
+
+
+def _num(x: float) -> float | str:
+    """A finite float, or the text ``nan`` (side files only)."""
+    return float(x) if np.isfinite(x) else "nan"
+
+
+def read_fiducials_world(path: str | os.PathLike[str], pixel_size: float) -> np.ndarray:
+    """Bead positions (m, 3) in world px from a RELION fiducials STAR (origin Å / pixel size)."""
+    blocks = read_star(path)
+    labels = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
+    for df in blocks.values():
+        if all(lab in df.columns for lab in labels):
+            xyz = df[list(labels)].to_numpy(dtype=np.float64) / float(pixel_size)
+            return xyz.reshape(-1, 3)
+    # an empty-but-valid file (no beads) may have no loop rows or no columns at all
+    if all(len(df) == 0 for df in blocks.values()):
+        return np.zeros((0, 3))
+    raise InputError(path, "no loop with _rlnOriginXAngst _rlnOriginYAngst _rlnOriginZAngst")
+
+
+def apply_result(tomo: Tomogram, res: IceResult) -> Tomogram:
+    """The tomogram with the ice result's scale factors and global ice labels."""
+    extra = {
+        "rlnTomoRelativeLuminance": float(res.luminance),
+        "rlnTomoRelativeIceThickness": float(res.t),
+        "rlnTomoIceNormalX": float(res.normal[0]),
+        "rlnTomoIceNormalY": float(res.normal[1]),
+        "rlnTomoIceNormalZ": float(res.normal[2]),
+    }
+    return tomo.replace(ctf_scale=np.asarray(res.scale, dtype=np.float64).copy(), extra=extra)
+
+
+def ice_side_blocks(res: IceResult) -> dict[str, dict[str, list]]:
+    """Blocks ``fit`` and ``tilts`` of ``ice_<name>.star``."""
+    bp = res.bead_planes
+    fit: dict[str, list] = {
+        "tfTomoName": [res.name],
+        "tfStatus": [res.status],
+        "tfRelativeThickness": [_num(res.t)],
+        "tfRelativeThicknessSd": [_num(res.t_sd)],
+        "tfThicknessNm": [_num(res.thickness_nm)],
+        "tfThicknessSdNm": [_num(res.thickness_sd_nm)],
+        "tfMeanFreePathNm": [_num(res.mean_free_path_nm)],
+        "tfLuminance": [_num(res.luminance)],
+        "tfLuminanceSd": [_num(res.luminance_sd)],
+        "tfIceNormalX": [float(res.normal[0])],
+        "tfIceNormalY": [float(res.normal[1])],
+        "tfIceNormalZ": [float(res.normal[2])],
+        "tfIceNormalSdDeg": [_num(res.normal_sd_deg)],
+        "tfIceNormalSource": [res.normal_source.replace(" ", "_")],
+        "tfBeadPlaneRmsPx": [_num(bp.rms_px) if bp else "nan"],
+        "tfBeadPlaneSeparationPx": [_num(bp.separation_px) if bp else "nan"],
+        "tfRmsResidual": [_num(res.rms_residual)],
+        "tfTiltsUsed": [int(res.n_used)],
+        "tfTilts": [int(res.scale.size)],
+    }
+    tilts: dict[str, list] = {
+        "tfTiltIndex": list(range(res.scale.size)),
+        "tfBeamAngleDeg": [float(a) for a in res.tilt_angle_deg],
+        "tfDose": [_num(v) for v in res.dose],
+        "tfMeanIntensity": [_num(v) for v in res.mean_intensity],
+        "tfDoseNormIntensity": [_num(v) for v in res.norm_intensity],
+        "tfFitIntensity": [_num(v) for v in res.fit_intensity],
+        "tfLogResidual": [_num(v) for v in res.residual],
+        "tfScaleFactor": [float(v) for v in res.scale],
+        "tfUsedInFit": [bool(v) for v in res.used],
+    }
+    return {"fit": fit, "tilts": tilts}
+
+
+def write_ice_star(path: str | os.PathLike[str], res: IceResult) -> None:
+    """``ice_<name>.star``: header comments (model, conventions, messages) + blocks fit, tilts."""
+    header = [
+        "tiltflow ice fit: I_f/dose_f = L exp(-t/|n.v_f|); rlnCtfScalefactor_f = exp(-t/|n.v_f|)/exp(-t)",
+        "n: ice normal in RELION 4 world coordinates, sign n.v0 > 0 (v0 = beam of the zero tilt)",
+        "tfBeamAngleDeg: signed angle of each beam to v0 about the tilt axis; tfLogResidual = log(observed/fit)",
+    ]
+    if res.status == STATUS_FALLBACK:
+        header.append(
+            "FALLBACK: no fit; scale = cos(beam angle to v0); global labels t=0, L=0 (not fitted), normal=v0"
+        )
+    header += [" ".join(m.split()) for m in res.messages]
+    write_star(path, ice_side_blocks(res), header=header)
+
+
+def plot_ice(path: str | os.PathLike[str], res: IceResult) -> None:
+    """``ice_<name>.png``: transmitted fraction I/(dose L) per tilt and the fitted model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    a = res.tilt_angle_deg
+    order = np.argsort(a)
+    if res.status == STATUS_FALLBACK:
+        ax.plot(a[order], res.scale[order], "-", color="C1", label="fallback: cos(angle)")
+        ax.set_ylabel("scale factor")
+        ax.set_title(f"{res.name}: not fitted (fallback cos)")
+    else:
+        lum = res.luminance
+        obs = res.norm_intensity / lum
+        ax.plot(a[res.used], obs[res.used], "o", ms=4, color="C0", label="measured (used)")
+        if (~res.used).any():
+            ax.plot(a[~res.used], obs[~res.used], "x", ms=6, color="C3", label="measured (left out)")
+        ax.plot(a[order], (res.fit_intensity / lum)[order], "-", color="C1",
+                label=f"fit: t = {res.t:.3f} ± {res.t_sd:.3f}")
+        ax.set_ylabel("I / (dose · L)")
+        thick = f", {res.thickness_nm:.0f} nm" if np.isfinite(res.thickness_nm) else ""
+        ax.set_title(f"{res.name}: relative ice thickness {res.t:.3f}{thick}")
+    ax.set_xlabel("beam angle to zero tilt (deg)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+
+    def _save(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+    try:
+        write_with_atomic(path, _save)
+    finally:
+        plt.close(fig)
+
+
+def _beads_for(tomo: Tomogram) -> np.ndarray | None:
+    ref = tomo.extra.get("rlnTomoFiducialsStarFile")
+    if not ref:
+        return None
+    beads = read_fiducials_world(str(ref), tomo.pixel_size)
+    return beads if beads.shape[0] else None
+
+
+def run_estimate_ice(
+    tomo_star: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    params: IceParams = IceParams(),
+    names: Sequence[str] | None = None,
+) -> TomogramSet:
+    """Estimate the ice of the selected tomograms (``names=None``: all); write the outputs.
+
+    Stacks are read from each tomogram's ``rlnTomoTiltSeriesName`` and fiducials from
+    ``rlnTomoFiducialsStarFile`` (when present), both relative to the current directory.
+    """
+    tomo_set = read_tomogram_set(tomo_star)
+    selected = list(tomo_set.names) if names is None else list(names)
+    missing = [n for n in selected if n not in tomo_set.names]
+    if missing:
+        raise InputError(tomo_star, f"tomogram(s) {missing} not in the set (have {tomo_set.names})")
+    out_dir = Path(out_dir)
+    out: list[Tomogram] = []
+    for name in selected:
+        tomo = tomo_set[name]
+        stack = read_stack(tomo.tilt_series)
+        res = estimate_ice(tomo, stack, params, _beads_for(tomo), stack_name=tomo.tilt_series)
+        write_ice_star(out_dir / f"ice_{name}.star", res)
+        plot_ice(out_dir / f"ice_{name}.png", res)
+        out.append(apply_result(tomo, res))
+    result = TomogramSet(tuple(out))
+    write_tomogram_set(out_dir / "tomograms.star", result)
+    return result
