@@ -1,0 +1,24 @@
+"""Alignment refinement from fiducials: bundle adjustment of RELION 4 projection matrices.
+
+``align_tomogram`` (pure) refines one tomogram; ``run_align`` is the file-level step (CLI verb
+``tiltflow align`` and the workflow rule call it). Model and gauge: see
+:mod:`tiltflow.align.frames` and :mod:`tiltflow.align.core`.
+"""
+
+from tiltflow.align.core import Observations, align_tomogram, as_observations
+from tiltflow.align.frames import tilt_angles_deg, tilt_axis, triangulate
+from tiltflow.align.params import AlignParams
+from tiltflow.align.report import AlignResult
+from tiltflow.align.run import run_align
+
+__all__ = [
+    "AlignParams",
+    "AlignResult",
+    "Observations",
+    "align_tomogram",
+    "as_observations",
+    "run_align",
+    "tilt_angles_deg",
+    "tilt_axis",
+    "triangulate",
+]
