@@ -6,6 +6,8 @@ projects + a RELION 4 import STAR).
 """
 
 from tiltflow.simulate.core import SimulatedTiltSeries, acquisition_order, simulate_tilt_series
+from tiltflow.simulate.dataset import simulate_dataset
+from tiltflow.simulate.imod_files import write_imod_project
 from tiltflow.simulate.params import SimulationParams
 from tiltflow.simulate.truth import Truth
 
@@ -14,14 +16,7 @@ __all__ = [
     "SimulationParams",
     "Truth",
     "acquisition_order",
+    "simulate_dataset",
     "simulate_tilt_series",
+    "write_imod_project",
 ]
-
-try:  # the file writers (imported lazily so the in-memory API works on its own)
-    from tiltflow.simulate.dataset import simulate_dataset  # noqa: F401
-    from tiltflow.simulate.imod_files import write_imod_project  # noqa: F401
-
-    __all__ += ["simulate_dataset", "write_imod_project"]
-except ModuleNotFoundError as _exc:  # pragma: no cover
-    if _exc.name not in ("tiltflow.simulate.dataset", "tiltflow.simulate.imod_files"):
-        raise

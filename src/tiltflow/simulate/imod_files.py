@@ -10,40 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tiltflow.io.atomic import write_text_atomic, write_with_atomic
+from tiltflow.io.atomic import write_text_atomic
+from tiltflow.io.mrc import write_stack
 from tiltflow.simulate.core import DOSE_FORMAT, TLT_FORMAT, XF_FORMAT, SimulatedTiltSeries
 
 #: first fake acquisition time stamp and the interval between tilts (chronological order)
 _T0 = _dt.datetime(2024, 1, 1, 12, 0, 0)
 _DT = _dt.timedelta(seconds=30)
-
-
-def write_mrc_stack(path: str | os.PathLike[str], data: np.ndarray, pixel_size: float) -> None:
-    """Write a float32 stack with voxel size ``pixel_size`` (Å), atomically and deterministically.
-
-    Uses :func:`tiltflow.io.mrc.write_stack` when available, else ``mrcfile`` directly.
-    """
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    try:
-        from tiltflow.io.mrc import write_stack  # type: ignore[import-not-found]
-    except ImportError:
-        write_stack = None
-    if write_stack is not None:
-        write_stack(path, data, pixel_size)
-        return
-    import mrcfile
-
-    def _write(tmp: Path) -> None:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(data)
-            mrc.header.ispg = 0  # image stack
-            mrc.voxel_size = (pixel_size, pixel_size, pixel_size)
-            mrc.update_header_stats()
-            # replace mrcfile's time-stamped label so identical data give identical bytes
-            mrc.header.label[0] = b"tiltflow simulate".ljust(80)
-            mrc.header.nlabl = 1
-
-    write_with_atomic(path, _write)
 
 
 def xf_text(xf: np.ndarray) -> str:
@@ -177,7 +150,7 @@ def write_imod_project(ts: SimulatedTiltSeries, out_dir: str | os.PathLike[str],
         "mdoc": out / f"{name}.mrc.mdoc",
         "truth": out / "truth.json",
     }
-    write_mrc_stack(paths["stack"], ts.stack, t.pixel_size)
+    write_stack(paths["stack"], ts.stack, t.pixel_size)
     write_text_atomic(paths["xf"], xf_text(t.xf_written))
     write_text_atomic(paths["tlt"], tlt_text(t.tilt_written_deg))
     write_text_atomic(paths["newst"], newst_com_text(name, t.ali_size))

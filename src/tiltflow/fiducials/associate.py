@@ -1,0 +1,438 @@
+"""Association of 2D detections into 3D beads, robust to an imported alignment that is off.
+
+1. **Sweep** (like IMOD's beadtrack, but in 3D): seeds are the detections of a reference view;
+   views are visited in order of increasing tilt away from it. For each view the beads' current
+   3D estimates (depth pinned by a weak prior until it is determined) are projected; a per-view
+   2D shift is found by voting over all bead/detection offsets, then a 2D affine correction is
+   fitted to the matched beads; beads are assigned (Hungarian, gated by each bead's predicted
+   uncertainty) and their normal equations updated.
+2. **Refinement**: robust triangulation (outlier views rejected), per-view camera correction
+   (full affine camera, ridge to the imported one), re-association of all views with a
+   shrinking gate, and a targeted sub-pixel fit where a bead is inside the image but was not
+   detected (fills tracks at high tilt and low dose).
+3. **More seeds** from detections no bead explains (beads overlapping another in the reference
+   view, or outside it), with the refined cameras; then **duplicates** (3D centres closer than
+   1.5 radii) are merged and **ghosts** (observed in too few of the views where they are inside
+   the image) dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+
+from tiltflow.fiducials.detect import Detections, fit_beads
+from tiltflow.fiducials.triangulate import (
+    apply_affine_to_cam,
+    cameras,
+    fit_affine_2d,
+    fit_cameras,
+    fix_gauge,
+    project_cams,
+    robust_triangulate,
+    triangulate,
+)
+from tiltflow.geometry import tomogram_centre
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class AssociationParams:
+    """Knobs of the association (defaults are the step defaults)."""
+
+    #: largest expected error of the imported alignment between neighbouring views (px)
+    search_px: float = 40.0
+    #: minimum fraction of the in-image views in which a bead must be observed
+    min_fraction: float = 0.5
+    #: minimum number of observed views per bead (absolute)
+    min_views: int = 5
+    #: minimum significance (noise sigma) of a targeted fit that fills a missing view
+    fill_significance: float = 3.0
+    #: secondary seeding passes for detections no bead explains
+    extra_passes: int = 3
+
+
+@dataclass(frozen=True)
+class Beads:
+    """Association result for one tilt series (m beads, n views)."""
+
+    xyz: F64  # (m, 3) world px
+    obs: F64  # (m, n, 2) observed raw-image px, NaN where not observed (outliers removed)
+    score_obs: F64  # (m, n) significance of each observation, NaN where none
+    in_image: NDArray[np.bool_]  # (m, n) bead centre projects inside the image
+    score: F64  # (m,) bead score
+    cams: F64  # (n, 2, 4) cameras the positions were triangulated with
+
+    @property
+    def n_beads(self) -> int:
+        return int(self.xyz.shape[0])
+
+
+def view_order(proj: F64) -> tuple[F64, int]:
+    """Signed tilt angle (rad) of each view from the beam directions, and the reference view.
+
+    The reference is the view whose beam is closest to the mean beam direction (≈ 0° tilt).
+    Works for any world convention (flip flags) since it uses only row 2 of P.
+    """
+    v = proj[:, 2, :3] / np.linalg.norm(proj[:, 2, :3], axis=1, keepdims=True)
+    mdir = v.mean(axis=0)
+    mdir /= np.linalg.norm(mdir)
+    perp = v - (v @ mdir)[:, None] * mdir[None]
+    if np.allclose(perp, 0):
+        e = np.zeros(3)
+    else:
+        e = np.linalg.svd(perp, full_matrices=False)[2][0]
+    s = np.arctan2(v @ e, v @ mdir)
+    ref = int(np.argmin(np.abs(s - np.median(s)) + 1e-9 * np.arange(s.size)))
+    return s, ref
+
+
+def _assign(q: F64, gate: F64, pts: F64) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Unique gated assignment of predictions ``q`` (m, 2) to points ``pts`` (k, 2).
+
+    Returns matched (row indices into q, column indices into pts), minimising total squared
+    distance (Hungarian) among pairs closer than each prediction's ``gate``.
+    """
+    if q.shape[0] == 0 or pts.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    d2 = np.sum((q[:, None, :] - pts[None, :, :]) ** 2, axis=2)
+    ok = np.isfinite(d2) & (d2 <= (gate[:, None] ** 2))
+    rows = np.flatnonzero(ok.any(axis=1))
+    cols = np.flatnonzero(ok.any(axis=0))
+    if rows.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    sub = d2[np.ix_(rows, cols)]
+    big = 1e12
+    sub = np.where(ok[np.ix_(rows, cols)], sub, big)
+    r, c = linear_sum_assignment(sub)
+    good = sub[r, c] < big
+    return rows[r[good]], cols[c[good]]
+
+
+def _vote_shift(q: F64, pts: F64, search: float, tol: float) -> F64 | None:
+    """Common 2D offset between predictions and points: the densest cluster of pair offsets."""
+    if q.shape[0] == 0 or pts.shape[0] == 0:
+        return None
+    off = pts[None, :, :] - q[:, None, :]
+    d = np.linalg.norm(off, axis=2)
+    o = off[d <= search]
+    if o.shape[0] == 0:
+        return None
+    if o.shape[0] > 4000:  # keep the pairwise count bounded (crowded views)
+        o = o[np.argsort(np.linalg.norm(o, axis=1))[:4000]]
+    dd = np.sum((o[:, None, :] - o[None, :, :]) ** 2, axis=2) <= tol * tol
+    cnt = dd.sum(axis=1) - 0.001 * np.linalg.norm(o, axis=1) / max(search, 1e-9)
+    best = int(np.argmax(cnt))
+    return o[dd[best]].mean(axis=0)
+
+
+class _Problem:
+    """Shared state of one tilt series' association."""
+
+    def __init__(
+        self,
+        det: Detections,
+        proj: F64,
+        image_shape: tuple[int, int],
+        tomo_size: tuple[int, int, int],
+        radius_px: float,
+        params: AssociationParams,
+    ):
+        self.det = det
+        self.proj = np.asarray(proj, dtype=np.float64)
+        self.n = self.proj.shape[0]
+        self.h, self.w = image_shape
+        self.r = float(radius_px)
+        self.p = params
+        self.cams0 = cameras(self.proj)
+        self.s, self.ref = view_order(self.proj)
+        self.centre = tomogram_centre(tomo_size)
+        self.pts = np.column_stack([det.x, det.y]) if len(det) else np.zeros((0, 2))
+        self.by_view = [np.flatnonzero(det.frame == v) for v in range(self.n)]
+        # depth prior: along the reference beam, centred on the tomogram centre
+        u = self.proj[self.ref, 2, :3]
+        self.u = u / np.linalg.norm(u)
+        corners = np.array(np.meshgrid(*[[0.0, float(s)] for s in tomo_size], indexing="ij")).reshape(3, -1).T + 1.0
+        depth = corners @ self.u
+        self.depth_c = float(self.centre @ self.u)
+        self.depth_sd = max(0.25 * float(depth.max() - depth.min()), 2.0 * self.r)
+
+    # ------------------------------------------------------------------ helpers
+    def inside(self, pred: F64, margin: float = 0.0) -> NDArray[np.bool_]:
+        x, y = pred[..., 0], pred[..., 1]
+        return (
+            np.isfinite(x)
+            & (x >= -margin)
+            & (x <= self.w - 1 + margin)
+            & (y >= -margin)
+            & (y <= self.h - 1 + margin)
+        )
+
+    # ------------------------------------------------------------------ sweep
+    def sweep(
+        self, cams: F64, ref: int, avail: NDArray[np.bool_], fit_corr: bool
+    ) -> tuple[F64, NDArray[np.int64], F64]:
+        """Track the available detections of view ``ref`` through all views.
+
+        Returns ``(obs (m, n, 2), det index (m, n) or -1, cameras (n, 2, 4))``.
+        """
+        n = self.n
+        seeds = self.by_view[ref][avail[self.by_view[ref]]]
+        m = seeds.size
+        obs = np.full((m, n, 2), np.nan)
+        idx = np.full((m, n), -1, np.int64)
+        cams = cams.copy()
+        if m == 0:
+            return obs, idx, cams
+        sigma0 = 1.0
+        lam = (sigma0 / self.depth_sd) ** 2
+        A = np.tile(lam * np.outer(self.u, self.u), (m, 1, 1))
+        b = np.tile(lam * self.depth_c * self.u, (m, 1))
+
+        def add(v: int, beads: NDArray[np.int64], p: F64) -> None:
+            M = cams[v, :, :3]
+            t = cams[v, :, 3]
+            A[beads] += M.T @ M
+            b[beads] += (p - t) @ M
+
+        obs[np.arange(m), ref] = self.pts[seeds]
+        idx[np.arange(m), ref] = seeds
+        add(ref, np.arange(m), self.pts[seeds])
+        used = ~avail.copy()
+        used[seeds] = True
+        G_of = {ref: np.array([[1.0, 0, 0], [0, 1.0, 0]])}
+        rel = np.abs(self.s - self.s[ref])
+        order = [int(v) for v in np.argsort(rel, kind="stable") if v != ref]
+        done = [ref]
+        g_fine = max(2.0, 0.4 * self.r)
+        for v in order:
+            X = np.linalg.solve(A, b[..., None])[..., 0]
+            if fit_corr:
+                nbr = done[int(np.argmin(np.abs(self.s[done] - self.s[v])))]
+                cams[v] = apply_affine_to_cam(G_of[nbr], cams[v])
+            M = cams[v, :, :3]
+            q = project_cams(cams[v : v + 1], X)[:, 0]
+            cov = np.linalg.inv(A) * sigma0**2
+            covq = np.einsum("ai,mij,bj->mab", M, cov, M)
+            sq = np.sqrt(np.maximum(np.einsum("maa->m", covq), 0.0))
+            cand = self.by_view[v][~used[self.by_view[v]]]
+            P = self.pts[cand]
+            G = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+            if fit_corr and cand.size:
+                shift = _vote_shift(q, P, self.p.search_px, max(2.0, 0.5 * self.r))
+                if shift is not None:
+                    G[:, 2] = shift
+                    q1 = q + shift
+                    r_i, c_i = _assign(q1, np.minimum(max(2 * self.r, 6.0) + 3 * sq, self.p.search_px), P)
+                    if r_i.size:
+                        G = fit_affine_2d(q[r_i], P[c_i])
+                        res = np.linalg.norm((q[r_i] @ G[:, :2].T + G[:, 2]) - P[c_i], axis=1)
+                        keep = res <= max(2.0, 3 * 1.4826 * np.median(res))
+                        if keep.sum() >= 1:
+                            G = fit_affine_2d(q[r_i][keep], P[c_i][keep])
+                q = q @ G[:, :2].T + G[:, 2]
+                cams[v] = apply_affine_to_cam(G, cams[v])
+            G_of[v] = G if v not in G_of else G
+            if fit_corr:
+                G_of[v] = _compose(G, G_of[done[int(np.argmin(np.abs(self.s[done] - self.s[v])))]])
+            r_i, c_i = _assign(q, g_fine + 3 * sq, P)
+            if r_i.size:
+                obs[r_i, v] = P[c_i]
+                idx[r_i, v] = cand[c_i]
+                used[cand[c_i]] = True
+                add(v, r_i, P[c_i])
+            done.append(v)
+        return obs, idx, cams
+
+    # ------------------------------------------------------------------ refinement
+    def refine(
+        self,
+        stack: NDArray[np.floating],
+        obs: F64,
+        idx: NDArray[np.int64],
+        cams: F64,
+        gates: tuple[float, ...],
+        fit_cams: bool = True,
+    ) -> tuple[F64, NDArray[np.int64], F64, F64]:
+        """Alternate robust triangulation, camera correction and gated re-association."""
+        sig = np.full(idx.shape, np.nan)
+        for gate in gates:
+            xyz, inl, _ = robust_triangulate(cams, obs, min_views=3)
+            ok = np.isfinite(xyz).all(axis=1) & ~_duplicates(xyz, inl.sum(axis=1), 1.5 * self.r)
+            obs, idx, xyz, inl = obs[ok], idx[ok], xyz[ok], inl[ok]
+            if fit_cams and xyz.shape[0]:
+                cams, xyz = fix_gauge(cams, self.cams0, xyz)
+                cams = fit_cameras(self.cams0, xyz, obs, inl, self.centre)
+                xyz2, inl2, _ = robust_triangulate(cams, obs, min_views=3)
+                cams, _ = fix_gauge(cams, self.cams0, xyz2)
+            pred = project_cams(cams, xyz)
+            obs, idx, sig = self.reassociate(stack, pred, gate)
+        return obs, idx, cams, sig
+
+    def reassociate(self, stack: NDArray[np.floating], pred: F64, gate: float) -> tuple[F64, NDArray[np.int64], F64]:
+        """Observations of every bead in every view: the gated detection, else a targeted fit."""
+        m = pred.shape[0]
+        obs = np.full((m, self.n, 2), np.nan)
+        idx = np.full((m, self.n), -1, np.int64)
+        sig = np.full((m, self.n), np.nan)
+        inside = self.inside(pred)
+        for v in range(self.n):
+            cand = self.by_view[v]
+            rows = np.flatnonzero(inside[:, v])
+            if rows.size == 0 or cand.size == 0:
+                continue
+            r_i, c_i = _assign(pred[rows, v], np.full(rows.size, gate), self.pts[cand])
+            obs[rows[r_i], v] = self.pts[cand[c_i]]
+            idx[rows[r_i], v] = cand[c_i]
+            sig[rows[r_i], v] = self.det.significance[cand[c_i]]
+        # beads overlapping another bead in a view: measured by a joint fit, not the detection
+        nbr = np.full((m, self.n), -1, np.int64)
+        if m > 1:
+            pv = np.where(inside[..., None], pred, np.nan).transpose(1, 0, 2)  # (n, m, 2)
+            d = np.linalg.norm(pv[:, :, None, :] - pv[:, None, :, :], axis=3)
+            d[:, np.arange(m), np.arange(m)] = np.inf
+            d = np.nan_to_num(d, nan=np.inf)
+            j = np.argmin(d, axis=2)  # (n, m)
+            dmin = np.take_along_axis(d, j[..., None], axis=2)[..., 0]
+            close = (dmin < 2.5 * self.r) & (dmin > 0.5 * self.r)  # closer: a duplicate, not an overlap
+            nbr = np.where(close, j, -1).T  # (m, n)
+        crowded = inside & (nbr >= 0)
+        obs[crowded] = np.nan
+        idx[crowded] = -1
+        sig[crowded] = np.nan
+        miss_b, miss_v = np.nonzero(inside & (idx < 0))
+        if miss_b.size:
+            nb = nbr[miss_b, miss_v]
+            nbx = np.where(nb >= 0, pred[np.maximum(nb, 0), miss_v, 0], np.nan)
+            nby = np.where(nb >= 0, pred[np.maximum(nb, 0), miss_v, 1], np.nan)
+            fit = fit_beads(
+                stack, miss_v, pred[miss_b, miss_v, 0], pred[miss_b, miss_v, 1], self.r, max_move=gate,
+                nbr_x=nbx, nbr_y=nby,
+            )
+            good = fit.ok & (fit.significance >= self.p.fill_significance)
+            obs[miss_b[good], miss_v[good], 0] = fit.x[good]
+            obs[miss_b[good], miss_v[good], 1] = fit.y[good]
+            sig[miss_b[good], miss_v[good]] = fit.significance[good]
+        return obs, idx, sig
+
+
+def _compose(G2: F64, G1: F64) -> F64:
+    """Affine ``G2 ∘ G1`` (both (2, 3))."""
+    out = np.zeros((2, 3))
+    out[:, :2] = G2[:, :2] @ G1[:, :2]
+    out[:, 2] = G2[:, :2] @ G1[:, 2] + G2[:, 2]
+    return out
+
+
+def associate(
+    det: Detections,
+    stack: NDArray[np.floating],
+    proj: F64,
+    tomo_size: tuple[int, int, int],
+    radius_px: float,
+    params: AssociationParams = AssociationParams(),
+) -> Beads:
+    """Group 2D detections into 3D beads; see the module docstring for the method."""
+    n, h, w = stack.shape
+    pr = _Problem(det, proj, (h, w), tomo_size, radius_px, params)
+    empty = Beads(
+        xyz=np.zeros((0, 3)),
+        obs=np.zeros((0, n, 2)),
+        score_obs=np.zeros((0, n)),
+        in_image=np.zeros((0, n), bool),
+        score=np.zeros(0),
+        cams=pr.cams0.copy(),
+    )
+    if len(det) == 0:
+        return empty
+    avail = np.ones(len(det), bool)
+    obs, idx, cams = pr.sweep(pr.cams0, pr.ref, avail, fit_corr=True)
+    keep = np.isfinite(obs[..., 0]).sum(axis=1) >= params.min_views
+    obs, idx = obs[keep], idx[keep]
+    if obs.shape[0] == 0:
+        return empty
+    g = max(1.5, 0.5 * radius_px)
+    obs, idx, cams, sig = pr.refine(stack, obs, idx, cams, gates=(3 * g, 2 * g, g))
+    # secondary seeds: detections that no bead explains
+    for _ in range(params.extra_passes):
+        avail = np.ones(len(det), bool)
+        avail[idx[idx >= 0]] = False
+        # only strong, isolated leftovers seed (weak ones are mostly noise)
+        avail &= det.significance >= 2 * params.fill_significance
+        counts = np.array([avail[pr.by_view[v]].sum() for v in range(n)])
+        if counts.max(initial=0) < 1:
+            break
+        ref = int(np.argmax(counts - 0.01 * np.abs(pr.s - pr.s[pr.ref])))
+        o2, i2, _ = pr.sweep(cams, ref, avail, fit_corr=False)
+        good = np.isfinite(o2[..., 0]).sum(axis=1) >= params.min_views
+        if not good.any():
+            break
+        obs = np.concatenate([obs, o2[good]])
+        idx = np.concatenate([idx, i2[good]])
+        obs, idx, cams, sig = pr.refine(stack, obs, idx, cams, gates=(2 * g, g), fit_cams=False)
+        obs, idx, sig = _merge_duplicates(pr, cams, obs, idx, sig)
+    obs, idx, cams, sig = pr.refine(stack, obs, idx, cams, gates=(g,))
+    obs, idx, sig = _merge_duplicates(pr, cams, obs, idx, sig)
+    # final positions: imported cameras when they explain the tracks, else the refined ones
+    xyz, inl, res = robust_triangulate(cams, obs, min_views=3)
+    cams, xyz = fix_gauge(cams, pr.cams0, xyz)
+    xyz0, inl0, res0 = robust_triangulate(pr.cams0, obs, min_views=3)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med_c = float(np.nanmedian(np.where(inl, res, np.nan))) if inl.any() else np.inf
+        med_0 = float(np.nanmedian(np.where(inl0, res0, np.nan))) if inl0.any() else np.inf
+    if med_0 <= 1.5 * med_c + 0.1 and inl0.sum() >= 0.95 * inl.sum():
+        cams, xyz, inl = pr.cams0.copy(), xyz0, inl0
+    obs = np.where(inl[..., None], obs, np.nan)
+    sig = np.where(inl, sig, np.nan)
+    pred = project_cams(cams, np.nan_to_num(xyz))
+    in_img = pr.inside(pred) & np.isfinite(xyz).all(axis=1)[:, None]
+    n_obs = inl.sum(axis=1)
+    n_in = np.maximum(in_img.sum(axis=1), 1)
+    frac = n_obs / n_in
+    keep = np.isfinite(xyz).all(axis=1) & (n_obs >= params.min_views) & (frac >= params.min_fraction)
+    xyz, obs, sig, in_img, frac = xyz[keep], obs[keep], sig[keep], in_img[keep], frac[keep]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_sig = np.nanmean(sig, axis=1) if sig.shape[0] else np.zeros(0)
+    score = np.nan_to_num(mean_sig) * np.minimum(frac, 1.0)
+    order = np.argsort(-score, kind="stable")
+    return Beads(
+        xyz=xyz[order], obs=obs[order], score_obs=sig[order], in_image=in_img[order], score=score[order], cams=cams
+    )
+
+
+def _duplicates(xyz: F64, n_obs: NDArray[np.integer], dist: float) -> NDArray[np.bool_]:
+    """Mask of beads within ``dist`` (3D) of a bead with more observations (NaN beads: False)."""
+    drop = np.zeros(xyz.shape[0], bool)
+    ok = np.isfinite(xyz).all(axis=1)
+    if ok.sum() < 2:
+        return drop
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(np.where(ok[:, None], xyz, 1e12 + np.arange(xyz.shape[0])[:, None] * 1e6)).query_pairs(
+        dist, output_type="ndarray"
+    )
+    if pairs.size == 0:
+        return drop
+    strength = np.maximum(n_obs[pairs[:, 0]], n_obs[pairs[:, 1]])
+    for a, c in pairs[np.argsort(-strength, kind="stable")]:
+        if drop[a] or drop[c]:
+            continue
+        drop[c if n_obs[a] >= n_obs[c] else a] = True
+    return drop
+
+
+def _merge_duplicates(
+    pr: _Problem, cams: F64, obs: F64, idx: NDArray[np.int64], sig: F64
+) -> tuple[F64, NDArray[np.int64], F64]:
+    """Drop undefined beads and beads within 1.5 radii of a bead with more observations."""
+    xyz, inl, _ = robust_triangulate(cams, obs, min_views=3)
+    ok = np.isfinite(xyz).all(axis=1)
+    keep = ok & ~_duplicates(xyz, inl.sum(axis=1), 1.5 * pr.r)
+    return obs[keep], idx[keep], sig[keep]

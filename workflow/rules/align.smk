@@ -1,0 +1,47 @@
+# align: refine every tilt's projection matrix against the fiducial tracks (bundle adjustment).
+# Side files in results/align/{name}/: align_{name}.star (blocks summary, tilts, beads), align_{name}.png.
+
+
+rule align:
+    input:
+        star="results/fiducials/{name}/tomograms.star",
+        provenance="results/fiducials/{name}/provenance.json",
+    output:
+        star="results/align/{name}/tomograms.star",
+        provenance="results/align/{name}/provenance.json",
+    params:
+        step="align",
+        params=step_params("align"),
+        on_error=config["on_tomogram_error"],
+    log:
+        rule_log("align", "{name}"),
+    benchmark:
+        rule_benchmark("align", "{name}")
+    threads: rule_threads("align")
+    resources:
+        **rule_resources("align"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/align.py"
+
+
+rule gather_align:
+    input:
+        stars=expand("results/align/{name}/tomograms.star", name=TOMOGRAMS),
+        provenance=expand("results/align/{name}/provenance.json", name=TOMOGRAMS),
+    output:
+        star="results/align/tomograms.star",
+    params:
+        step="align",
+        params=step_params("align"),
+        names=TOMOGRAMS,
+    log:
+        rule_log("gather_align"),
+    threads: rule_threads("gather_align")
+    resources:
+        **rule_resources("gather_align"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/gather.py"

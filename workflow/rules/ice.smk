@@ -1,0 +1,47 @@
+# ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit).
+# Side files in results/ice/{name}/: ice_{name}.star (blocks fit, tilts), ice_{name}.png.
+
+
+rule ice:
+    input:
+        star="results/align/{name}/tomograms.star",
+        provenance="results/align/{name}/provenance.json",
+    output:
+        star="results/ice/{name}/tomograms.star",
+        provenance="results/ice/{name}/provenance.json",
+    params:
+        step="ice",
+        params=step_params("ice"),
+        on_error=config["on_tomogram_error"],
+    log:
+        rule_log("ice", "{name}"),
+    benchmark:
+        rule_benchmark("ice", "{name}")
+    threads: rule_threads("ice")
+    resources:
+        **rule_resources("ice"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/ice.py"
+
+
+rule gather_ice:
+    input:
+        stars=expand("results/ice/{name}/tomograms.star", name=TOMOGRAMS),
+        provenance=expand("results/ice/{name}/provenance.json", name=TOMOGRAMS),
+    output:
+        star="results/ice/tomograms.star",
+    params:
+        step="ice",
+        params=step_params("ice"),
+        names=TOMOGRAMS,
+    log:
+        rule_log("gather_ice"),
+    threads: rule_threads("gather_ice")
+    resources:
+        **rule_resources("gather_ice"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/gather.py"

@@ -1,0 +1,45 @@
+# import: IMOD alignment (+ CTF + dose) of one tilt series -> RELION 4 tomogram-set fragment.
+
+
+rule imod_import:
+    input:
+        sheet=import_star(),
+    output:
+        star="results/import/{name}/tomograms.star",
+        provenance="results/import/{name}/provenance.json",
+    params:
+        step="import",
+        params=step_params("import"),
+        on_error=config["on_tomogram_error"],
+    log:
+        rule_log("imod_import", "{name}"),
+    benchmark:
+        rule_benchmark("imod_import", "{name}")
+    threads: rule_threads("imod_import")
+    resources:
+        **rule_resources("imod_import"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/import.py"
+
+
+rule gather_import:
+    input:
+        stars=expand("results/import/{name}/tomograms.star", name=TOMOGRAMS),
+        provenance=expand("results/import/{name}/provenance.json", name=TOMOGRAMS),
+    output:
+        star="results/import/tomograms.star",
+    params:
+        step="import",
+        params=step_params("import"),
+        names=TOMOGRAMS,
+    log:
+        rule_log("gather_import"),
+    threads: rule_threads("gather_import")
+    resources:
+        **rule_resources("gather_import"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/gather.py"

@@ -1,0 +1,39 @@
+# Synthetic example data: one IMOD project per name + a RELION 4 import STAR listing them.
+# Used when config["tomograms"]["sheet"] is null (the default example).
+
+
+rule simulate:
+    output:
+        star="results/simulated/import.star",
+    params:
+        params=config["simulate"]["params"],
+        names=config["simulate"]["names"],
+    log:
+        rule_log("simulate"),
+    benchmark:
+        rule_benchmark("simulate")
+    threads: rule_threads("simulate")
+    resources:
+        **rule_resources("simulate"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/simulate.py"
+
+
+# A tab-separated sheet (name, imod_dir, tilt_series, ctfplotter, ...) becomes a RELION 4 import
+# STAR, so the importer always reads the format relion_tomo_import_tomograms reads.
+rule sheet:
+    input:
+        tsv=config["tomograms"]["sheet"] or "config/no-sheet.tsv",
+    output:
+        star="results/sheet/import.star",
+    log:
+        rule_log("sheet"),
+    threads: rule_threads("sheet")
+    resources:
+        **rule_resources("sheet"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/sheet.py"
