@@ -6,7 +6,7 @@ own): wall time, CPU time (user + system) and peak resident memory (``ru_maxrss`
 inside that process around the step call only (imports excluded). The floor is reading every
 stack once. The cases are simulated first (not timed as a step; its time is printed too).
 
-    python benchmarks/bench_pipeline.py                 # standard case: 1 tilt series, 41 x 512²
+    python benchmarks/bench_pipeline.py                 # standard case: 1 tilt series, 61 x 1024² at 8 Å/px
     python benchmarks/bench_pipeline.py --scaled 8      # and 8 tilt series
     python benchmarks/bench_pipeline.py --device gpu --keep benchmarks/out/bench
 """
@@ -132,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     params = {
-        "simulate": {},  # the SimulationParams defaults are the standard case (41 tilts, 512², 10 Å/px)
-        "import": {"angpix": 10.0},
+        # the standard case of the issues: 61 tilts of 1024 x 1024 at 8 Å/px, 40 beads of 50 Å
+        "simulate": {"raw_size": [1024, 1024], "pixel_size": 8.0, "tilt_step": 2.0, "n_beads": 40, "seed": 42},
+        "import": {"angpix": 8.0},
         "fiducials": {"device": args.device},
         "align": {},
         "ice": {},
