@@ -167,6 +167,18 @@ def test_default_name_is_relions(tmp_path):
     assert rows[0].name == str(tmp_path / "imod" / "TS_01" / "TS_01")
 
 
+def test_tsv_sheet_imports_like_the_star(tmp_path):
+    star = write_project(tmp_path)
+    d = tmp_path / "imod" / "TS_01"
+    tsv = tmp_path / "sheet.tsv"
+    tsv.write_text("name\timod_dir\ttilt_series\tctfplotter\torder_list\tdose\n"
+                   f"TS_01\t{d}\t{d}/TS_01.mrc:mrc\t{d}/TS_01.defocus\t{d}/order.csv\t2.5\n")
+    assert read_import_rows(tsv, ImportOptions(angpix=10.0)) == read_import_rows(star, ImportOptions(angpix=10.0))
+    run_import(star, tmp_path / "a" / "tomograms.star", ImportOptions(angpix=10.0))
+    run_import(tsv, tmp_path / "b" / "tomograms.star", ImportOptions(angpix=10.0))
+    assert (tmp_path / "a" / "tomograms.star").read_text() == (tmp_path / "b" / "tomograms.star").read_text()
+
+
 def test_cli_writes_same_as_library(tmp_path):
     sheet = write_project(tmp_path)
     assert main(["import-imod", "--i", str(sheet), "--o", str(tmp_path / "cli.star"), "--angpix", "10", "--flipYZ"]) == 0

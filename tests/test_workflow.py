@@ -151,10 +151,11 @@ def test_200_tomograms_dry_run_is_fast(project: Path) -> None:
 
 
 def test_relion_import_star_sheet_names(project: Path) -> None:
+    # without rlnTomoName the names are RELION 4's: the tilt-series path up to its last '.'
     star = project / "import.star"
     star.write_text(
         "data_\n\nloop_\n_rlnTomoImportImodDir #1\n_rlnTomoTiltSeriesName #2\n_rlnTomoImportCtfPlotterFile #3\n"
-        "imod/a imod/a/TS_a.st:mrc imod/a/a.defocus\nimod/b imod/b/TS_b.mrc imod/b/b.defocus\n"
+        "imod/a TS_a.st:mrc imod/a/a.defocus\nimod/b TS_b.mrc imod/b/b.defocus\n"
     )
     cfg = write_config(project / "star.yaml", {"tomograms": {"sheet": "import.star"}})
     r = snakemake(project, "results/import/tomograms.star", "-n", "--configfile", str(cfg))
@@ -162,6 +163,19 @@ def test_relion_import_star_sheet_names(project: Path) -> None:
     assert "results/import/TS_a/tomograms.star" in r.stdout
     assert "results/import/TS_b/tomograms.star" in r.stdout
     assert "rule simulate" not in r.stdout
+
+
+def test_default_name_with_directories_needs_a_name_column(project: Path) -> None:
+    star = project / "import.star"
+    star.write_text(
+        "data_\n\nloop_\n_rlnTomoImportImodDir #1\n_rlnTomoTiltSeriesName #2\n_rlnTomoImportCtfPlotterFile #3\n"
+        "imod/a imod/a/TS_a.st:mrc imod/a/a.defocus\n"
+    )
+    cfg = write_config(project / "star.yaml", {"tomograms": {"sheet": "import.star"}})
+    r = snakemake(project, "-n", "--configfile", str(cfg))
+    assert r.returncode != 0
+    assert ("tomogram name 'imod/a/TS_a' (RELION's default from the tilt-series path) cannot be used as a "
+            "workflow wildcard; add a rlnTomoName column") in r.stdout + r.stderr
 
 
 # --------------------------------------------------------------------------------------- config errors
@@ -229,7 +243,9 @@ def test_failed_tomograms_are_listed_not_fatal(project: Path) -> None:
 
 
 def test_sheet_rule_converts_tsv(project: Path) -> None:
-    (project / "sheet.tsv").write_text("name\timod_dir\ttilt_series\tdose\nA\timod/A\timod/A/A.st\t3\n")
+    # friendly columns, a RELION label (with and without '_') and tiltflow's mdoc column mixed
+    (project / "sheet.tsv").write_text("# comment\nname\t_rlnTomoImportImodDir\trlnTomoTiltSeriesName\tdose\tmdoc\n"
+                                       "A\timod/A\timod/A/A.st\t3\timod/A/A.mdoc\n")
     cfg = write_config(project / "tsv.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
     r = snakemake(project, "results/sheet/import.star", "--cores", "1", "--configfile", str(cfg))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -237,8 +253,18 @@ def test_sheet_rule_converts_tsv(project: Path) -> None:
 
     block = next(iter(read_star(project / "results" / "sheet" / "import.star").values()))
     assert list(block.columns) == ["rlnTomoName", "rlnTomoImportImodDir", "rlnTomoTiltSeriesName",
-                                   "rlnTomoImportFractionalDose"]
+                                   "rlnTomoImportFractionalDose", "tfMdocFile"]
     assert block["rlnTomoName"].tolist() == ["A"]
+    assert block["tfMdocFile"].tolist() == ["imod/A/A.mdoc"]
+
+
+def test_unknown_tsv_column_stops_parsing(project: Path) -> None:
+    (project / "sheet.tsv").write_text("name\timod_dir\ttilt_series\tdefocus\nA\timod/A\timod/A/A.st\tx\n")
+    cfg = write_config(project / "tsv.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
+    r = snakemake(project, "-n", "--configfile", str(cfg))
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "cannot read the tomogram sheet" in out and "unknown column(s) 'defocus'" in out
 
 
 FAKE_SBATCH = r"""#!/usr/bin/env bash

@@ -26,7 +26,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tiltflow.errors import ConfigError, InputError
 from tiltflow.geometry import ImodGeometry, projection_matrices
@@ -38,9 +37,9 @@ from tiltflow.io.ctffind import read_ctffind
 from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.mrc import read_header, read_stack, write_stack
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
-from tiltflow.io.star import read_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
+from tiltflow.sheet import cell, read_sheet, relion_tomogram_name, root_prefix, tomogram_names  # noqa: F401 (relion_tomogram_name re-exported)
 
 #: relative tolerance between --angpix and a stack header's pixel size before it is an error
 PIXEL_SIZE_TOLERANCE = 0.01
@@ -115,77 +114,40 @@ def stack_file(tilt_series: str) -> Path:
     return Path(tilt_series)
 
 
-def relion_tomogram_name(tilt_series: str) -> str:
-    """RELION 4's default name: the tilt-series path with everything from its last '.' removed."""
-    dot = tilt_series.rfind(".")
-    return tilt_series if dot < 0 else tilt_series[:dot]
-
-
-def read_import_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The tomogram sheet: a RELION 4 import STAR, or a TSV whose header uses the same labels."""
-    path = Path(path)
-    if path.suffix.lower() in (".tsv", ".txt"):
-        if not path.is_file():
-            raise InputError(path, "file not found")
-        try:
-            df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise InputError(path, f"not a readable TSV sheet ({exc})") from None
-        df.columns = [c.lstrip("_") for c in df.columns]
-        return df
-    blocks = read_star(path)
-    if not blocks:
-        raise InputError(path, "no data block found")
-    return next(iter(blocks.values()))
-
-
-def _cell(df: pd.DataFrame, i: int, label: str) -> str | None:
-    if label not in df.columns:
-        return None
-    v = df[label].iloc[i]
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return None
-    text = str(v).strip()
-    return text or None
-
-
 def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> list[ImportRow]:
-    """Rows of the import sheet, resolved as RELION 4 does (``--root`` prefixes the IMOD dir,
-    tilt series and CTF files only)."""
+    """Rows of the import sheet (a RELION 4 import STAR or a TSV sheet, read by
+    :func:`tiltflow.sheet.read_sheet`), resolved as RELION 4 does (``--root`` prefixes the IMOD
+    dir, tilt series and CTF files only; names by :func:`tiltflow.sheet.tomogram_names`)."""
     path = Path(path)
-    df = read_import_table(path)
-    for label in ("rlnTomoImportImodDir", "rlnTomoTiltSeriesName"):
-        if label not in df.columns:
-            raise InputError(path, f"missing required column _{label}")
+    df = read_sheet(path)
+    names = tomogram_names(df, options.root, path)
     if "rlnTomoImportCtfPlotterFile" in df.columns and "rlnTomoImportCtfFindFile" in df.columns:
         raise InputError(
             path, "has both _rlnTomoImportCtfPlotterFile and _rlnTomoImportCtfFindFile columns; give one CTF source"
         )
-    root = options.root
-    if root and not root.endswith("/"):
-        root += "/"
+    root = root_prefix(options.root)
     rows = []
     for i in range(len(df)):
         line = i + 1
-        imod_dir = _cell(df, i, "rlnTomoImportImodDir")
-        ts = _cell(df, i, "rlnTomoTiltSeriesName")
+        imod_dir = cell(df, i, "rlnTomoImportImodDir")
+        ts = cell(df, i, "rlnTomoTiltSeriesName")
         if imod_dir is None or ts is None:
             raise InputError(path, f"row {line}: empty _rlnTomoImportImodDir or _rlnTomoTiltSeriesName")
         tilt_series = root + ts
-        name = _cell(df, i, "rlnTomoName") or relion_tomogram_name(tilt_series)
-        ctfplotter = _cell(df, i, "rlnTomoImportCtfPlotterFile")
-        ctffind = _cell(df, i, "rlnTomoImportCtfFindFile")
+        name = names[i]
+        ctfplotter = cell(df, i, "rlnTomoImportCtfPlotterFile")
+        ctffind = cell(df, i, "rlnTomoImportCtfFindFile")
         if ctfplotter is None and ctffind is None:
             raise InputError(path, f"row {line} ({name}): no CTF file (_rlnTomoImportCtfPlotterFile or _rlnTomoImportCtfFindFile)")
         if "rlnTomoImportOrderList" in df.columns:
-            order = _cell(df, i, "rlnTomoImportOrderList")
+            order = cell(df, i, "rlnTomoImportOrderList")
         else:
             order = options.order_list
-        mdoc = _cell(df, i, "tfMdocFile")
+        mdoc = cell(df, i, "tfMdocFile")
         if order is None and mdoc is None:
             raise InputError(path, f"row {line} ({name}): no order list (_rlnTomoImportOrderList or --ol) and no _tfMdocFile: pre-exposure unknown")
         if "rlnTomoImportFractionalDose" in df.columns:
-            fd_text = _cell(df, i, "rlnTomoImportFractionalDose")
+            fd_text = cell(df, i, "rlnTomoImportFractionalDose")
         else:
             fd_text = None if options.fractional_dose is None else str(options.fractional_dose)
         if fd_text is None:
@@ -198,7 +160,7 @@ def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> li
             raise InputError(path, f"row {line} ({name}): fractional dose must be a finite number >= 0, got {fd_text}")
         offset = [options.offset_x, options.offset_y, options.offset_z]
         for k, axis in enumerate("XYZ"):
-            v = _cell(df, i, f"rlnTomoImportOffset{axis}")
+            v = cell(df, i, f"rlnTomoImportOffset{axis}")
             if v is not None:
                 try:
                     offset[k] = float(v)
@@ -215,15 +177,11 @@ def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> li
                 order_list=None if order is None else Path(order),
                 mdoc=None if mdoc is None else Path(mdoc),
                 fractional_dose=fd,
-                optics_group=_cell(df, i, "rlnOpticsGroupName") or "opticsGroup1",
+                optics_group=cell(df, i, "rlnOpticsGroupName") or "opticsGroup1",
                 offset=(offset[0], offset[1], offset[2]),
-                culled_file=_cell(df, i, "rlnTomoImportCulledFile"),
+                culled_file=cell(df, i, "rlnTomoImportCulledFile"),
             )
         )
-    names = [r.name for r in rows]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise InputError(path, f"duplicate tomogram names {dup}")
     return rows
 
 

@@ -1,17 +1,19 @@
-# Shared by all rule files — config validation, the tomogram sheet (read at parse time, so no
-# checkpoints are needed) and the resource helpers that turn config["resources"] into each
-# rule's threads / mem_mb / runtime / GPU request.
+# Shared by all rule files — config validation, the tomogram names (read from the sheet at parse
+# time, so no checkpoints are needed) and the resource helpers that turn config["resources"] into
+# each rule's threads / mem_mb / runtime / GPU request.
 #
-# Only the standard library, PyYAML and Snakemake are used here: the workflow must parse in the
-# environment that runs Snakemake even when the jobs run in their own conda environment.
+# The sheet is read with the tiltflow library (tiltflow.sheet, the same code the importer uses),
+# so tiltflow must be importable in the environment that runs Snakemake, also when the jobs run
+# in their own conda environment (--sdm conda). README's install command, pip install -e '.[test]',
+# installs tiltflow and Snakemake together.
 
-import csv
 import re
-import shlex
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from tiltflow.errors import TiltflowError
+from tiltflow.sheet import is_star_sheet, sheet_names
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -46,116 +48,57 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 # ---------------------------------------------------------------------------------------------
+# step parameters (passed whole to <Params>.from_dict, which rejects unknown keys)
+
+
+def step_params(step):
+    params = dict(config[step].get("params") or {})
+    if step == "fiducials":
+        params["device"] = config["device"]
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
 # the tomogram sheet
 
 
-def _star_first_loop(path):
-    """Labels and rows of the first loop of a STAR file (enough for a RELION import STAR)."""
-    labels, rows, in_loop = [], [], False
-    with open(path, encoding="utf-8") as fh:
-        for raw in fh:
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("data_"):
-                if rows or labels:
-                    break
-                continue
-            if line == "loop_":
-                in_loop = True
-                continue
-            if line.startswith("_"):
-                if rows:
-                    break  # a second loop
-                labels.append(line.split()[0][1:])
-                continue
-            if in_loop:
-                rows.append(shlex.split(line))
-    if not labels:
-        raise ValueError(f"{path}: no loop_ found (expected a RELION 4 import STAR)")
-    for i, row in enumerate(rows):
-        if len(row) != len(labels):
-            raise ValueError(f"{path}: row {i + 1} has {len(row)} values for {len(labels)} labels")
-    return labels, rows
+def check_wildcard_names(names):
+    """Tomogram names become {name} wildcards (paths results/<step>/<name>/...), so they must
+    match NAME_RE and be unique."""
+    for name in names:
+        if "/" in name:
+            raise WorkflowError(
+                f"tomogram name {name!r} (RELION's default from the tilt-series path) cannot be used as a "
+                "workflow wildcard; add a rlnTomoName column (or a 'name' column in a TSV sheet)"
+            )
+        if not NAME_RE.match(name):
+            raise WorkflowError(f"tomogram name {name!r} cannot be used as a workflow wildcard: names must match {NAME_RE.pattern}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise WorkflowError(f"duplicate tomogram names in the sheet: {dup}")
 
 
-def tomo_name_from_tilt_series(tilt_series):
-    """RELION 4's name for a tilt series without rlnTomoName: the file name without its extension
-    (and without a ``:mrc`` type suffix)."""
-    base = Path(str(tilt_series).split(":")[0]).name
-    return base.rsplit(".", 1)[0] if "." in base else base
-
-
-#: TSV sheet column -> RELION 4 import STAR label
-TSV_COLUMNS = {
-    "name": "rlnTomoName",
-    "imod_dir": "rlnTomoImportImodDir",
-    "tilt_series": "rlnTomoTiltSeriesName",
-    "ctfplotter": "rlnTomoImportCtfPlotterFile",
-    "ctffind": "rlnTomoImportCtfFindFile",
-    "dose": "rlnTomoImportFractionalDose",
-    "order_list": "rlnTomoImportOrderList",
-    "optics_group": "rlnOpticsGroupName",
-    "offset_x": "rlnTomoImportOffsetX",
-    "offset_y": "rlnTomoImportOffsetY",
-    "offset_z": "rlnTomoImportOffsetZ",
-    "culled": "rlnTomoImportCulledFile",
-}
-
-
-def read_tsv_sheet(path):
-    """Rows (dicts keyed by TSV column) of a tab-separated tomogram sheet with a header line."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
-    reader = csv.DictReader(lines, delimiter="\t")
-    cols = reader.fieldnames or []
-    unknown = [c for c in cols if c not in TSV_COLUMNS]
-    if unknown:
-        raise ValueError(f"{path}: unknown column(s) {', '.join(unknown)}; known: {', '.join(TSV_COLUMNS)}")
-    for need in ("imod_dir", "tilt_series"):
-        if need not in cols:
-            raise ValueError(f"{path}: missing column {need!r}")
-    rows = list(reader)
-    for row in rows:
-        if not row.get("name"):
-            row["name"] = tomo_name_from_tilt_series(row["tilt_series"])
-    return rows
-
-
-def sheet_names():
-    """Tomogram names, in sheet order, known at parse time."""
+def workflow_tomograms():
+    """Tomogram names, in sheet order, known at parse time (RELION 4 naming: tiltflow.sheet)."""
     sheet = config["tomograms"]["sheet"]
     if sheet is None:
-        names = list(config["simulate"]["names"])
-    elif str(sheet).endswith(".star"):
-        labels, rows = _star_first_loop(sheet)
-        if "rlnTomoName" in labels:
-            names = [r[labels.index("rlnTomoName")] for r in rows]
-        elif "rlnTomoTiltSeriesName" in labels:
-            names = [tomo_name_from_tilt_series(r[labels.index("rlnTomoTiltSeriesName")]) for r in rows]
-        else:
-            raise ValueError(f"{sheet}: needs _rlnTomoName or _rlnTomoTiltSeriesName")
+        names = [str(n) for n in config["simulate"]["names"]]
     else:
-        names = [r["name"] for r in read_tsv_sheet(sheet)]
-    bad = [n for n in names if not NAME_RE.match(n)]
-    if bad:
-        raise ValueError(f"tomogram names must match {NAME_RE.pattern}: {bad}")
-    dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
-    if dup:
-        raise ValueError(f"duplicate tomogram names in the sheet: {dup}")
+        try:
+            names = sheet_names(sheet, root=str(step_params("import").get("root") or ""))
+        except (OSError, TiltflowError) as exc:
+            raise WorkflowError(f"cannot read the tomogram sheet: {exc}")
+    check_wildcard_names(names)
     select = config["tomograms"].get("select") or []
     if select:
         unknown = [n for n in select if n not in names]
         if unknown:
-            raise ValueError(f"tomograms.select names {unknown} that are not in the sheet")
+            raise WorkflowError(f"tomograms.select names {unknown} that are not in the sheet")
         names = [n for n in names if n in set(select)]
     return names
 
 
-try:
-    TOMOGRAMS = sheet_names()
-except (OSError, ValueError) as exc:
-    raise WorkflowError(f"cannot read the tomogram sheet: {exc}")
+TOMOGRAMS = workflow_tomograms()
 
 if not TOMOGRAMS:
     raise WorkflowError("the tomogram sheet lists no tomograms")
@@ -166,20 +109,9 @@ def import_star():
     sheet = config["tomograms"]["sheet"]
     if sheet is None:
         return "results/simulated/import.star"
-    if str(sheet).endswith(".star"):
+    if is_star_sheet(sheet):
         return sheet
     return "results/sheet/import.star"
-
-
-# ---------------------------------------------------------------------------------------------
-# step parameters (passed whole to <Params>.from_dict, which rejects unknown keys)
-
-
-def step_params(step):
-    params = dict(config[step].get("params") or {})
-    if step == "fiducials":
-        params["device"] = config["device"]
-    return params
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
 import json
 from pathlib import Path
 
-from _common import setup_logging, tiltflow_version
+from _common import setup_logging
 
 log = setup_logging(snakemake)  # noqa: F821
 
 from tiltflow.io.atomic import write_text_atomic  # noqa: E402
+from tiltflow.provenance import tiltflow_version  # noqa: E402
 from tiltflow.qc import summary_html, summary_tsv  # noqa: E402
 
 rows = []

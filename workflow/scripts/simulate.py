@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from _common import fail_cleanly, provenance_record, setup_logging, write_json
+from _common import fail_cleanly, setup_logging
 
 log = setup_logging(snakemake)  # noqa: F821
 
 from tiltflow.errors import TiltflowError  # noqa: E402
+from tiltflow.provenance import provenance_record, write_provenance  # noqa: E402
 
 params = dict(snakemake.params.params)  # noqa: F821
 names = [str(n) for n in snakemake.params.names]  # noqa: F821
@@ -20,5 +21,5 @@ except TiltflowError as exc:
     fail_cleanly("simulate", exc)
 if written.resolve() != out_star.resolve():
     raise RuntimeError(f"simulate_dataset wrote {written}, the workflow expects {out_star}")
-write_json(out_dir / "provenance.json", provenance_record("simulate", None, params, [], [str(out_star)]))
+write_provenance(out_dir / "provenance.json", provenance_record("simulate", None, params, [], [str(out_star)]))
 log.info("simulated %d tilt series into %s", len(names), out_dir)

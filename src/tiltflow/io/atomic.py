@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -41,3 +43,13 @@ def write_with_atomic(target: str | os.PathLike[str], writer: Callable[[Path], N
     """Call ``writer(tmp_path)`` and rename the result onto ``target`` atomically."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+def json_text(data: Any) -> str:
+    """Deterministic JSON text: sorted keys, 2-space indent, final newline."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def write_json_atomic(target: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as deterministic JSON (:func:`json_text`) atomically."""
+    write_text_atomic(target, json_text(data))

@@ -91,13 +91,17 @@ def write_star(
     write_text_atomic(path, star_text(blocks, header))
 
 
-def read_star(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
-    """Read every block of a STAR file as a DataFrame (single key/value blocks as one row)."""
+def read_star(path: str | os.PathLike[str], parse_as_string: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """Read every block of a STAR file as a DataFrame (single key/value blocks as one row).
+
+    Labels in ``parse_as_string`` (no leading underscore) stay text, so names such as ``001``
+    are not turned into numbers.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        blocks = starfile.read(path, always_dict=True)
+        blocks = starfile.read(path, always_dict=True, parse_as_string=list(parse_as_string))
     except Exception as exc:  # starfile raises assorted errors on malformed files
         raise InputError(path, f"not a readable STAR file ({exc})") from None
     out: dict[str, pd.DataFrame] = {}

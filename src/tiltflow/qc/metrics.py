@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -13,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from tiltflow.errors import TiltflowError
+from tiltflow.provenance import PIPELINE_STEPS, is_ok, read_provenance
 from tiltflow.qc.sidefiles import SideFiles
 
-STEPS: tuple[str, ...] = ("import", "fiducials", "align", "ice")
+STEPS: tuple[str, ...] = PIPELINE_STEPS
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,8 @@ def _read_status(provenance: Mapping[str, str | os.PathLike[str]]) -> tuple[dict
         if path is None or not Path(path).is_file():
             status[step] = "not run"
             continue
-        with open(path, encoding="utf-8") as fh:
-            rec = json.load(fh)
-        status[step] = "ok" if rec.get("status") == "ok" else "failed"
+        rec = read_provenance(path)
+        status[step] = "ok" if is_ok(rec) else "failed"
         if status[step] == "failed" and not reason:
             reason = str(rec.get("reason", ""))
     return status, reason
