@@ -12,7 +12,7 @@ from tiltflow.io.ctffind import read_ctffind
 from tiltflow.io.mdoc import MdocAcquisition, pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
 MDOCS = FIXTURES / "teamtomo__mdocfile" / "tests" / "test_data"
 TS_MDOC = MDOCS / "tilt_series.mdoc"
 TS_MDOC_CRLF = FIXTURES / "alisterburt__tomo_preprocessing" / "test_data" / "mdoc" / "TS_01.mrc.mdoc"

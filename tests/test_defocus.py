@@ -11,7 +11,7 @@ import pytest
 from tiltflow.errors import InputError
 from tiltflow.imod.defocus import CtfPlotterTable, read_ctfplotter
 
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
 CETS = FIXTURES / "TomoBabel__cets-imod" / "imod" / "tests" / "test_data" / "imod_defocus_files"
 PYTOM = FIXTURES / "SBC-Utrecht__pytom-match-pick" / "tests" / "Data" / "test_imod.defocus"
 D2R = math.pi / 180.0

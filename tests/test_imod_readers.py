@@ -13,7 +13,7 @@ from tiltflow.imod.comfile import parse_view_list, read_comfile, read_newst_com,
 from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.xf import read_xf
 
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
 ETOMO = FIXTURES / "teamtomo__etomofiles" / "test_data" / "TS_001"
 YAIW_XF = FIXTURES / "teamtomo__yet-another-imod-wrapper" / "tests" / "test_data" / "xf_file.xf"
 
