@@ -39,7 +39,7 @@ from tiltflow.io.mrc import read_header, read_stack, write_stack
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
-from tiltflow.sheet import cell, read_sheet, relion_tomogram_name, root_prefix, tomogram_names  # noqa: F401 (relion_tomogram_name re-exported)
+from tiltflow.sheet import cell, read_sheet, root_prefix, tomogram_names
 
 #: relative tolerance between --angpix and a stack header's pixel size before it is an error
 PIXEL_SIZE_TOLERANCE = 0.01

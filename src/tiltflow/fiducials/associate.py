@@ -34,7 +34,6 @@ from tiltflow.fiducials.triangulate import (
     fix_gauge,
     project_cams,
     robust_triangulate,
-    triangulate,
 )
 from tiltflow.geometry import tomogram_centre
 
