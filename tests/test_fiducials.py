@@ -187,7 +187,7 @@ def test_io_round_trip(tmp_path: Path) -> None:
 def test_params_from_dict() -> None:
     p = FiducialParams.from_dict({"radius_A": 60, "threshold": 5, "device": "cpu"})
     assert p.radius_A == 60.0 and p.threshold == 5.0
-    with pytest.raises(ConfigError, match="unknown fiducials parameter"):
+    with pytest.raises(ConfigError, match="unknown fiducials option"):
         FiducialParams.from_dict({"radius": 50})
     with pytest.raises(ConfigError):
         FiducialParams.from_dict({"device": "tpu"})

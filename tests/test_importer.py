@@ -240,7 +240,7 @@ def test_missing_dose_and_order(tmp_path):
 
 
 def test_unknown_option_and_bad_values():
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['flipyz'\]"):
+    with pytest.raises(ConfigError, match=r"unknown import option\(s\) \['flipyz'\]"):
         ImportOptions.from_dict({"angpix": 1.0, "flipyz": True})
     with pytest.raises(ConfigError, match="Q0"):
         ImportOptions(angpix=1.0, q0=1.5)

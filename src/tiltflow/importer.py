@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from typing import Any
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from tiltflow.io.mrc import read_header, read_stack, write_stack
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
+from tiltflow.params import params_from_dict
 from tiltflow.sheet import cell, read_sheet, root_prefix, tomogram_names
 
 #: relative tolerance between --angpix and a stack header's pixel size before it is an error
@@ -80,12 +82,9 @@ class ImportOptions:
             raise ConfigError(f"import: hand must be +1 or -1, got {self.hand!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> "ImportOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"import: unknown option(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)  # type: ignore[arg-type]
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ImportOptions":
+        """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
+        return params_from_dict(cls, d, "import")
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tiltflow.errors import ConfigError
+from tiltflow.params import params_from_dict
 
 #: how per-tilt in-plane rotation / magnification updates are tied together across tilts
 GROUPINGS: tuple[str, ...] = ("per-tilt", "smooth", "grouped", "single")
@@ -107,30 +107,5 @@ class AlignParams:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "AlignParams":
-        """Build from a config mapping; unknown keys or bad values raise :class:`ConfigError`."""
-        d = dict(d or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown align option(s) {unknown}; known: {sorted(fields)}")
-        kwargs: dict[str, Any] = {}
-        for k, v in d.items():
-            default = fields[k].default
-            try:
-                if isinstance(default, bool):
-                    if not isinstance(v, bool):
-                        raise TypeError(f"expected true/false, got {v!r}")
-                    kwargs[k] = v
-                elif isinstance(default, int):
-                    if isinstance(v, bool) or float(v) != int(v):
-                        raise TypeError(f"expected an integer, got {v!r}")
-                    kwargs[k] = int(v)
-                elif isinstance(default, float):
-                    if isinstance(v, bool):
-                        raise TypeError(f"expected a number, got {v!r}")
-                    kwargs[k] = float(v)
-                else:
-                    kwargs[k] = str(v)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"invalid value for align.{k}: {exc}") from None
-        return cls(**kwargs)
+        """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
+        return params_from_dict(cls, d, "align")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from tiltflow.imod.fid import read_fid_model
 from tiltflow.io.mrc import read_stack
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
+from tiltflow.params import params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -89,37 +89,10 @@ class FiducialParams:
             bad("imod_fid", "source 'imod' needs the path of the IMOD fiducial model (.fid)")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FiducialParams":
-        """Build from a config mapping; unknown keys or bad values raise ConfigError."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"fiducials parameters must be a mapping, got {type(d).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown fiducials parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-        kw: dict[str, Any] = {}
-        for key, value in d.items():
-            default = fields[key].default
-            try:
-                if key == "imod_excluded_views":
-                    kw[key] = None if value is None else tuple(int(v) for v in value)
-                elif isinstance(default, bool):
-                    if not isinstance(value, bool):
-                        raise TypeError("expected true/false")
-                    kw[key] = value
-                elif isinstance(default, int):
-                    if isinstance(value, bool) or int(value) != value:
-                        raise TypeError("expected an integer")
-                    kw[key] = int(value)
-                elif isinstance(default, float):
-                    if isinstance(value, bool):
-                        raise TypeError("expected a number")
-                    kw[key] = float(value)
-                else:
-                    kw[key] = str(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"fiducials parameter {key}: bad value {value!r} ({exc})") from None
-        return cls(**kw)
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "FiducialParams":
+        """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
+        return params_from_dict(cls, d, "fiducials")
+
 
     def association(self) -> AssociationParams:
         return AssociationParams(

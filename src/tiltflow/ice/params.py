@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tiltflow.errors import ConfigError
+from tiltflow.params import params_from_dict
 
 #: inelastic mean free path of vitreous ice (nm) at the voltages SPEC §5 gives defaults for
 DEFAULT_MFP_NM: dict[float, float] = {200.0: 300.0, 300.0: 350.0}
@@ -79,24 +79,8 @@ class IceParams:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "IceParams":
-        """Build from a config mapping; unknown keys raise :class:`ConfigError`."""
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown ice option(s) {unknown}; known: {sorted(names)}")
-        try:
-            kwargs: dict[str, Any] = {}
-            for k, v in d.items():
-                if k in ("fallback", "normal_from_beads"):
-                    kwargs[k] = "none" if (k == "fallback" and v is None) else str(v)
-                elif k == "mean_free_path_nm":
-                    kwargs[k] = None if v is None else float(v)
-                else:
-                    kwargs[k] = float(v)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid ice option value: {exc}") from None
-        return cls(**kwargs)
+        """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
+        return params_from_dict(cls, d, "ice")
 
 
 def mean_free_path_nm(voltage_kv: float, configured: float | None = None) -> float:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tiltflow.errors import ConfigError
+from tiltflow.params import params_from_dict
 
 SCHEMES: tuple[str, ...] = ("dose-symmetric", "bidirectional", "unidirectional")
 DOSE_PROFILES: tuple[str, ...] = ("equal", "cosine")
@@ -169,55 +170,6 @@ class SimulationParams:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SimulationParams":
-        """Build from a (YAML/JSON) dict; unknown keys or bad values raise ConfigError."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"simulation parameters must be a mapping, got {type(d).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown simulation parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-        kw: dict[str, Any] = {}
-        defaults = cls()
-        for key, value in d.items():
-            default = getattr(defaults, key)
-            try:
-                kw[key] = _coerce(key, value, default)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"simulation parameter {key}: bad value {value!r} ({exc})") from None
-        return cls(**kw)
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Convert a config value to the type of the field's default."""
-    if key == "ali_size":
-        if value is None:
-            return None
-        return tuple(int(v) for v in value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise TypeError("expected true/false")
-        return value
-    if isinstance(default, tuple):
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise TypeError("expected a list")
-        elem = float if key == "ice_pretilt_deg" else int
-        out = []
-        for v in value:
-            if elem is int and (isinstance(v, bool) or float(v) != int(v)):
-                raise TypeError("expected integers")
-            out.append(elem(v))
-        return tuple(out)
-    if isinstance(default, int):
-        if isinstance(value, bool) or float(value) != int(value):
-            raise TypeError("expected an integer")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool):
-            raise TypeError("expected a number")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise TypeError("expected a string")
-        return value
-    return value
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "SimulationParams":
+        """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
+        return params_from_dict(cls, d, "simulate")
