@@ -124,3 +124,15 @@ def test_invalid_files(tmp_path: Path) -> None:
         read_stack(cut)
     with pytest.raises(InputError, match="directory"):
         read_stack(tmp_path)
+
+
+def test_relion_type_suffix_is_dropped(tmp_path):
+    from tiltflow.io.mrc import stack_file
+
+    assert stack_file("a/TS_01.st:mrc") == Path("a/TS_01.st")
+    assert stack_file("TS_01.mrcs:mrcs") == Path("TS_01.mrcs")
+    assert stack_file("TS_01.mrc") == Path("TS_01.mrc")
+    p = tmp_path / "s.st"
+    write_stack(p, np.zeros((2, 3, 4), np.float32), 1.5)
+    assert read_header(f"{p}:mrc").nz == 2
+    assert read_stack(f"{p}:mrc").shape == (2, 3, 4)

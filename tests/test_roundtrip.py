@@ -65,3 +65,21 @@ def test_unequal_doses_reach_pre_exposure_through_the_mdoc(in_tmp):
     truth = Truth.from_json(Path("sim/TS_C/truth.json"))
     assert np.ptp(truth.dose) > 0.5  # really unequal
     np.testing.assert_allclose(t.pre_exposure, truth.pre_exposure, rtol=1e-5, atol=1e-5)
+
+
+def test_relion_type_suffix_reaches_every_step(in_tmp):
+    """RELION's documented ``TS.mrc:mrc`` tilt-series name is kept in the set and every later
+    step still finds the stack behind it."""
+    from tiltflow.fiducials import run_find_fiducials
+    from tiltflow.fiducials.step import FiducialParams
+    from tiltflow.ice import IceParams, run_estimate_ice
+
+    params = SimulationParams(raw_size=(160, 160), n_beads=6, seed=2)
+    import_star = simulate_dataset(params, Path("sim"), ["TS_M"])
+    import_star.write_text(import_star.read_text().replace("TS_M.mrc ", "TS_M.mrc:mrc "))
+    t = run_import(import_star, Path("imp/tomograms.star"), ImportOptions(angpix=params.pixel_size))["TS_M"]
+    assert t.tilt_series == "sim/TS_M/TS_M.mrc:mrc"
+    fid = run_find_fiducials(Path("imp/tomograms.star"), Path("fid"), FiducialParams())["TS_M"]
+    assert fid.tilt_series == t.tilt_series
+    ice = run_estimate_ice(Path("fid/tomograms.star"), Path("ice"), IceParams())["TS_M"]
+    assert ice.extra["rlnTomoRelativeIceThickness"] > 0

@@ -36,7 +36,7 @@ from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.xf import read_xf
 from tiltflow.io.ctffind import read_ctffind
 from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
-from tiltflow.io.mrc import read_header, read_stack, write_stack
+from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
@@ -103,14 +103,6 @@ class ImportRow:
     optics_group: str
     offset: tuple[float, float, float]
     culled_file: str | None
-
-
-def stack_file(tilt_series: str) -> Path:
-    """The file behind a RELION tilt-series name (drops a ``:mrc``/``:mrcs`` type suffix)."""
-    for suffix in (":mrcs", ":mrc"):
-        if tilt_series.endswith(suffix):
-            return Path(tilt_series[: -len(suffix)])
-    return Path(tilt_series)
 
 
 def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> list[ImportRow]:

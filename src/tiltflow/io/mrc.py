@@ -34,6 +34,19 @@ class StackHeader:
     pixel_size: float | None
 
 
+def stack_file(tilt_series: PathLike) -> Path:
+    """The file behind a RELION tilt-series name: drops a ``:mrc``/``:mrcs`` type suffix.
+
+    RELION writes ``rlnTomoTiltSeriesName`` as given (``TS_01.st:mrc`` is its documented form), so
+    every reader of a stack named in a STAR file goes through this.
+    """
+    text = os.fspath(tilt_series)
+    for suffix in (":mrcs", ":mrc"):
+        if text.endswith(suffix):
+            return Path(text[: -len(suffix)])
+    return Path(text)
+
+
 def _check_path(p: Path) -> None:
     if not p.exists():
         raise InputError(p, "file not found (expected an MRC stack)")
@@ -43,7 +56,7 @@ def _check_path(p: Path) -> None:
 
 def _open_header(path: PathLike) -> tuple[np.recarray, int]:
     """mrcfile header (strict mode) and the extended-header size in bytes; InputError if invalid."""
-    p = Path(path)
+    p = stack_file(path)
     _check_path(p)
     try:
         with warnings.catch_warnings():
@@ -85,7 +98,7 @@ def read_stack(path: PathLike) -> np.ndarray:
     :class:`~tiltflow.errors.InputError` for a missing, invalid or truncated file or an
     unsupported mode (complex, 4-bit, RGB).
     """
-    p = Path(path)
+    p = stack_file(path)
     header, ext_bytes = _open_header(p)
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
     if nx < 1 or ny < 1 or nz < 1:
