@@ -14,16 +14,11 @@ from tiltflow.align.core import align_tomogram
 from tiltflow.align.params import AlignParams
 from tiltflow.align.report import AlignResult, plot_report, report_blocks
 from tiltflow.errors import InputError
-from tiltflow.io.star import write_star
+from tiltflow.io.star import star_path, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 
 log = logging.getLogger(__name__)
-
-
-def _relpath(p: Path) -> str:
-    """Path as written into STAR files: relative to the current directory (RELION)."""
-    return os.path.relpath(p, Path.cwd())
 
 
 def tracks_table(result: AlignResult) -> pd.DataFrame:
@@ -67,7 +62,7 @@ def align_one(tomo: Tomogram, params: AlignParams, out_dir: Path) -> tuple[Tomog
     header = [f"tiltflow align report for {tomo.name}"] + [f"note: {' '.join(m.split())}" for m in result.messages]
     write_star(out_dir / f"align_{tomo.name}.star", report_blocks(result), header=header)
     plot_report(result, out_dir / f"align_{tomo.name}.png")
-    refined = result.tomogram.replace(extra={"rlnTomoFiducialsStarFile": _relpath(out_fid)})
+    refined = result.tomogram.replace(extra={"rlnTomoFiducialsStarFile": star_path(out_fid)})
     return refined, result
 
 

@@ -35,7 +35,7 @@ from tiltflow.fiducials.triangulate import (
     project_cams,
     robust_triangulate,
 )
-from tiltflow.geometry import tomogram_centre
+from tiltflow.geometry import beam_directions, tomogram_centre
 
 F64 = NDArray[np.float64]
 
@@ -78,7 +78,7 @@ def view_order(proj: F64) -> tuple[F64, int]:
     The reference is the view whose beam is closest to the mean beam direction (≈ 0° tilt).
     Works for any world convention (flip flags) since it uses only row 2 of P.
     """
-    v = proj[:, 2, :3] / np.linalg.norm(proj[:, 2, :3], axis=1, keepdims=True)
+    v = beam_directions(proj)
     mdir = v.mean(axis=0)
     mdir /= np.linalg.norm(mdir)
     perp = v - (v @ mdir)[:, None] * mdir[None]

@@ -21,6 +21,7 @@ from tiltflow.fiducials.triangulate import cameras, robust_triangulate
 from tiltflow.geometry import project
 from tiltflow.imod.fid import read_fid_model
 from tiltflow.io.mrc import read_stack
+from tiltflow.io.star import star_path
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 from tiltflow.params import params_from_dict
@@ -187,10 +188,6 @@ def fiducials_from_imod(tomo: Tomogram, params: FiducialParams, image_size: tupl
     return FiducialResult(xyz=xyz, score=score, tracks=tracks, message=msg)
 
 
-def _relpath(p: Path) -> str:
-    return os.path.relpath(p.resolve(), Path.cwd().resolve())
-
-
 def run_find_fiducials(
     tomo_star: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -228,7 +225,7 @@ def run_find_fiducials(
             log.warning(res.message)
         else:
             log.info(res.message)
-        done.append(tomo.replace(extra={"rlnTomoFiducialsStarFile": _relpath(fid_path)}))
+        done.append(tomo.replace(extra={"rlnTomoFiducialsStarFile": star_path(fid_path)}))
     result = TomogramSet(tuple(done))
     write_tomogram_set(out / "tomograms.star", result)
     return result

@@ -11,7 +11,7 @@ Public API:
 from tiltflow.ice.core import IceResult, estimate_ice
 from tiltflow.ice.model import attenuation, fit_beer_lambert, scale_factors, tilt_frame
 from tiltflow.ice.params import IceParams, mean_free_path_nm
-from tiltflow.ice.step import apply_result, plot_ice, read_fiducials_world, run_estimate_ice, write_ice_star
+from tiltflow.ice.step import apply_result, plot_ice, run_estimate_ice, write_ice_star
 
 __all__ = [
     "IceParams",
@@ -22,7 +22,6 @@ __all__ = [
     "fit_beer_lambert",
     "mean_free_path_nm",
     "plot_ice",
-    "read_fiducials_world",
     "run_estimate_ice",
     "scale_factors",
     "tilt_frame",

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from tiltflow.errors import InputError
+from tiltflow.fiducials.io import read_fiducials
 from tiltflow.ice.core import STATUS_FALLBACK, IceResult, estimate_ice
 from tiltflow.ice.params import IceParams
 from tiltflow.io.atomic import write_with_atomic
 from tiltflow.io.mrc import read_stack
-from tiltflow.io.star import read_star, write_star
+from tiltflow.io.star import write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 
@@ -41,20 +42,6 @@ ICE_GLOBAL_LABELS: tuple[str, ...] = (
 def _num(x: float) -> float | str:
     """A finite float, or the text ``nan`` (side files only)."""
     return float(x) if np.isfinite(x) else "nan"
-
-
-def read_fiducials_world(path: str | os.PathLike[str], pixel_size: float) -> np.ndarray:
-    """Bead positions (m, 3) in world px from a RELION fiducials STAR (origin Å / pixel size)."""
-    blocks = read_star(path)
-    labels = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
-    for df in blocks.values():
-        if all(lab in df.columns for lab in labels):
-            xyz = df[list(labels)].to_numpy(dtype=np.float64) / float(pixel_size)
-            return xyz.reshape(-1, 3)
-    # an empty-but-valid file (no beads) may have no loop rows or no columns at all
-    if all(len(df) == 0 for df in blocks.values()):
-        return np.zeros((0, 3))
-    raise InputError(path, "no loop with _rlnOriginXAngst _rlnOriginYAngst _rlnOriginZAngst")
 
 
 def apply_result(tomo: Tomogram, res: IceResult) -> Tomogram:
@@ -165,7 +152,7 @@ def _beads_for(tomo: Tomogram) -> np.ndarray | None:
     ref = tomo.extra.get("rlnTomoFiducialsStarFile")
     if not ref:
         return None
-    beads = read_fiducials_world(str(ref), tomo.pixel_size)
+    beads = read_fiducials(str(ref), tomo.pixel_size)
     return beads if beads.shape[0] else None
 
 

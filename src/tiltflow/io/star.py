@@ -26,6 +26,12 @@ Value = str | int | float | np.integer | np.floating
 SIG_DIGITS = 12
 
 
+def star_path(path: str | os.PathLike[str]) -> str:
+    """A path as written into a STAR file: relative to the current working directory (the
+    project directory, as RELION does), with ``/`` separators."""
+    return Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve())).as_posix()
+
+
 def format_float(x: float, digits: int = SIG_DIGITS) -> str:
     """Shortest stable text of a float: ``digits`` significant digits, no ``-0``."""
     x = float(x)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tiltflow.errors import TiltflowError
+from tiltflow.geometry import beam_directions
 from tiltflow.provenance import PIPELINE_STEPS, is_ok, read_provenance
 from tiltflow.qc.sidefiles import SideFiles
 
@@ -157,8 +158,7 @@ def collect(
 
 def path_factor(tomo: Any, normal: np.ndarray | None) -> np.ndarray:
     """1/|n·v_f| per tilt (v_f = unit beam direction, row 2 of P_f; SPEC §5)."""
-    v = np.asarray(tomo.proj, dtype=float)[:, 2, :3]
-    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    v = beam_directions(tomo.proj)
     if normal is None:  # the tomogram's depth axis (Y without --flipYZ, Z with it)
         n = np.zeros(3)
         n[1 + int(np.argmax(np.abs(v[:, 1:]).sum(axis=0)))] = 1.0
@@ -170,10 +170,9 @@ def path_factor(tomo: Any, normal: np.ndarray | None) -> np.ndarray:
 def tilt_angles_deg(tomo: Any) -> np.ndarray:
     """Tilt angle of each view from its beam direction (row 2 of P, SPEC §3): v = (-sin a, -cos a, 0)
     without flips, (-sin a, 0, ∓cos a) with --flipYZ; the depth axis is found from the data."""
-    v = np.asarray(tomo.proj, dtype=float)[:, 2, :3]
-    if not len(v):
+    if not len(tomo.proj):
         return np.zeros(0)
-    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    v = beam_directions(tomo.proj)
     depth = 1 + int(np.argmax(np.abs(v[:, 1:]).sum(axis=0)))
     return np.degrees(np.arctan2(-v[:, 0], np.abs(v[:, depth])))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tiltflow.errors import ConfigError
-from tiltflow.io.star import write_star
+from tiltflow.io.star import star_path, write_star
 from tiltflow.simulate.core import OPTICS_GROUP, simulate_tilt_series
 from tiltflow.simulate.imod_files import write_imod_project
 from tiltflow.simulate.params import SimulationParams
@@ -20,11 +20,6 @@ IMPORT_STAR_NAME = "import.star"
 def derived_seed(seed: int, index: int) -> int:
     """Seed of the ``index``-th tilt series of a dataset (deterministic, independent streams)."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
-
-
-def _rel(path: Path) -> str:
-    """Path relative to the current working directory (RELION convention), POSIX separators."""
-    return Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve())).as_posix()
 
 
 def simulate_dataset(params: SimulationParams, out_dir: str | os.PathLike[str], names: Sequence[str]) -> Path:
@@ -61,15 +56,15 @@ def simulate_dataset(params: SimulationParams, out_dir: str | os.PathLike[str], 
     for i, name in enumerate(names):
         ts = simulate_tilt_series(params.replace(seed=derived_seed(params.seed, i)))
         paths = write_imod_project(ts, out / name, name)
-        cols["rlnTomoImportImodDir"].append(_rel(out / name))
-        cols["rlnTomoTiltSeriesName"].append(_rel(paths["stack"]))
-        cols["rlnTomoImportCtfPlotterFile"].append(_rel(paths["defocus"]))
+        cols["rlnTomoImportImodDir"].append(star_path(out / name))
+        cols["rlnTomoTiltSeriesName"].append(star_path(paths["stack"]))
+        cols["rlnTomoImportCtfPlotterFile"].append(star_path(paths["defocus"]))
         cols["rlnTomoName"].append(name)
-        cols["rlnTomoImportOrderList"].append(_rel(paths["order_list"]))
+        cols["rlnTomoImportOrderList"].append(star_path(paths["order_list"]))
         cols["rlnTomoImportFractionalDose"].append(float(params.dose_per_tilt))
         cols["rlnOpticsGroupName"].append(OPTICS_GROUP)
         if "tfMdocFile" in cols:
-            cols["tfMdocFile"].append(_rel(paths["mdoc"]))
+            cols["tfMdocFile"].append(star_path(paths["mdoc"]))
     star = out / IMPORT_STAR_NAME
     write_star(star, {"": cols}, header=("version 30001",))
     return star
