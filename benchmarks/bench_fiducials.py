@@ -58,10 +58,18 @@ def _timed(fn, *args, **kw):
     return out, dt, peak
 
 
-def run_case(size: int, n_beads: int, threads: int, device: str) -> tuple[float, float, float, float, int]:
+def run_case(
+    size: int, n_beads: int, threads: int, device: str
+) -> tuple[float, float, float, float, int]:
     params = SimulationParams(
-        raw_size=(size, size), pixel_size=8.0, tilt_min=-60, tilt_max=60, tilt_step=2.0,
-        n_beads=n_beads, dose_per_tilt=2.0, seed=42,
+        raw_size=(size, size),
+        pixel_size=8.0,
+        tilt_min=-60,
+        tilt_max=60,
+        tilt_step=2.0,
+        n_beads=n_beads,
+        dose_per_tilt=2.0,
+        seed=42,
     )
     sim = simulate_tilt_series(params)
     tomo = sim.tomogram(perturbed=False)
@@ -84,11 +92,17 @@ def main() -> None:
     t_read, m_read, t_fid, m_fid, n = run_case(1024, 40, a.threads, a.device)
     print("standard case: 61 tilts x 1024x1024 @ 8 Å/px, 40 beads")
     print(f"  floor (read stack once): {t_read:7.3f} s   peak {m_read / mib:8.1f} MiB (traced)")
-    print(f"  find_fiducials:          {t_fid:7.3f} s   peak {m_fid / mib:8.1f} MiB (traced)   beads found: {n}")
-    print(f"  ratio to floor: {t_fid / max(t_read, 1e-9):.1f}x; process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"  find_fiducials:          {t_fid:7.3f} s   peak {m_fid / mib:8.1f} MiB (traced)   beads found: {n}"
+    )
+    print(
+        f"  ratio to floor: {t_fid / max(t_read, 1e-9):.1f}x; process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     if not a.no_scaling:
         _, _, t_half, _, n2 = run_case(512, 20, a.threads, a.device)
-        print(f"  scaling: 512x512 (1/4 pixels, 20 beads) {t_half:.3f} s -> per-pixel cost ratio {t_fid / (4 * t_half):.2f} (1.0 = linear)")
+        print(
+            f"  scaling: 512x512 (1/4 pixels, 20 beads) {t_half:.3f} s -> per-pixel cost ratio {t_fid / (4 * t_half):.2f} (1.0 = linear)"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def _child(step: str, names: list[str], params: dict) -> dict:
         from tiltflow.simulate import SimulationParams, simulate_dataset
 
         def call() -> None:
-            simulate_dataset(SimulationParams.from_dict(params.get("simulate", {})), Path("sim"), names)
+            simulate_dataset(
+                SimulationParams.from_dict(params.get("simulate", {})), Path("sim"), names
+            )
     elif step == "floor":
         import mrcfile
         import numpy as np
@@ -51,24 +53,43 @@ def _child(step: str, names: list[str], params: dict) -> dict:
         from tiltflow.importer import ImportOptions, run_import
 
         def call() -> None:
-            run_import("sim/import.star", "import/tomograms.star", ImportOptions.from_dict(params.get("import", {})),
-                       names=names, culled_dir="import")
+            run_import(
+                "sim/import.star",
+                "import/tomograms.star",
+                ImportOptions.from_dict(params.get("import", {})),
+                names=names,
+                culled_dir="import",
+            )
     elif step == "fiducials":
         from tiltflow.fiducials import FiducialParams, run_find_fiducials
 
         def call() -> None:
-            run_find_fiducials("import/tomograms.star", "fiducials", FiducialParams.from_dict(params.get("fiducials", {})),
-                               names=names)
+            run_find_fiducials(
+                "import/tomograms.star",
+                "fiducials",
+                FiducialParams.from_dict(params.get("fiducials", {})),
+                names=names,
+            )
     elif step == "align":
         from tiltflow.align import AlignParams, run_align
 
         def call() -> None:
-            run_align("fiducials/tomograms.star", "align", AlignParams.from_dict(params.get("align", {})), names=names)
+            run_align(
+                "fiducials/tomograms.star",
+                "align",
+                AlignParams.from_dict(params.get("align", {})),
+                names=names,
+            )
     elif step == "ice":
         from tiltflow.ice import IceParams, run_estimate_ice
 
         def call() -> None:
-            run_estimate_ice("align/tomograms.star", "ice", IceParams.from_dict(params.get("ice", {})), names=names)
+            run_estimate_ice(
+                "align/tomograms.star",
+                "ice",
+                IceParams.from_dict(params.get("ice", {})),
+                names=names,
+            )
     else:
         raise SystemExit(f"unknown step {step}")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -88,13 +109,28 @@ def run_case(label: str, n: int, params: dict, workdir: Path) -> list[dict]:
     names = [f"TS_{i + 1:02d}" for i in range(n)]
     rows = []
     for step in STEPS:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", step, "--_names", ",".join(names),
-               "--_params", json.dumps(params)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--_child",
+            step,
+            "--_names",
+            ",".join(names),
+            "--_params",
+            json.dumps(params),
+        ]
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"[{label}] step {step} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            rows.append({"case": label, "step": step, "wall_s": float("nan"), "cpu_s": float("nan"),
-                         "peak_rss_mb": float("nan")})
+            rows.append(
+                {
+                    "case": label,
+                    "step": step,
+                    "wall_s": float("nan"),
+                    "cpu_s": float("nan"),
+                    "peak_rss_mb": float("nan"),
+                }
+            )
             break
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         row["case"] = label
@@ -111,17 +147,29 @@ def print_table(rows: list[dict], n_tilts: dict[str, int]) -> None:
         floor = floors.get(r["case"], float("nan"))
         ratio = r["wall_s"] / floor if floor and floor == floor and floor > 0 else float("nan")
         per = r["wall_s"] / n_tilts[r["case"]]
-        print(f"{r['case']:<14}{r['step']:<11}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_rss_mb']:>9.0f}"
-              f"{ratio:>9.1f}{per:>10.2f}")
-    print("\nfloor = reading every stack once (mrcfile, float32); x floor = wall / floor wall;"
-          " s/series = wall / number of tilt series")
+        print(
+            f"{r['case']:<14}{r['step']:<11}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_rss_mb']:>9.0f}"
+            f"{ratio:>9.1f}{per:>10.2f}"
+        )
+    print(
+        "\nfloor = reading every stack once (mrcfile, float32); x floor = wall / floor wall;"
+        " s/series = wall / number of tilt series"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scaled", type=int, default=0, help="also run a case with this many tilt series (e.g. 8)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "gpu", "auto"], help="fiducials backend")
-    p.add_argument("--keep", default=None, help="keep the cases in this directory (default: a temporary one)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--scaled", type=int, default=0, help="also run a case with this many tilt series (e.g. 8)"
+    )
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "gpu", "auto"], help="fiducials backend"
+    )
+    p.add_argument(
+        "--keep", default=None, help="keep the cases in this directory (default: a temporary one)"
+    )
     p.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     p.add_argument("--_names", help=argparse.SUPPRESS)
@@ -133,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
 
     params = {
         # the standard case of the issues: 61 tilts of 1024 x 1024 at 8 Å/px, 40 beads of 50 Å
-        "simulate": {"raw_size": [1024, 1024], "pixel_size": 8.0, "tilt_step": 2.0, "n_beads": 40, "seed": 42},
+        "simulate": {
+            "raw_size": [1024, 1024],
+            "pixel_size": 8.0,
+            "tilt_step": 2.0,
+            "n_beads": 40,
+            "seed": 42,
+        },
         "import": {"angpix": 8.0},
         "fiducials": {"device": args.device},
         "align": {},

@@ -12,10 +12,14 @@ from tiltflow.io.ctffind import read_ctffind
 from tiltflow.io.mdoc import MdocAcquisition, pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 
-FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
+FIXTURES = (
+    Path(__file__).parent / "data" / "fixtures"
+)  # copies of ../shared/fixtures (see its README)
 MDOCS = FIXTURES / "teamtomo__mdocfile" / "tests" / "test_data"
 TS_MDOC = MDOCS / "tilt_series.mdoc"
-TS_MDOC_CRLF = FIXTURES / "alisterburt__tomo_preprocessing" / "test_data" / "mdoc" / "TS_01.mrc.mdoc"
+TS_MDOC_CRLF = (
+    FIXTURES / "alisterburt__tomo_preprocessing" / "test_data" / "mdoc" / "TS_01.mrc.mdoc"
+)
 
 
 def write(tmp_path: Path, name: str, text: str, newline: str = "\n") -> Path:
@@ -64,7 +68,11 @@ def test_read_ctffind_extra_columns_tolerated(tmp_path: Path) -> None:
 def test_read_ctffind_malformed(tmp_path: Path, text: str, line: int, needle: str) -> None:
     with pytest.raises(InputError) as err:
         read_ctffind(write(tmp_path, "bad_output.txt", text))
-    assert "bad_output.txt" in str(err.value) and f"line {line}" in str(err.value) and needle in str(err.value)
+    assert (
+        "bad_output.txt" in str(err.value)
+        and f"line {line}" in str(err.value)
+        and needle in str(err.value)
+    )
 
 
 def test_read_ctffind_empty_and_missing(tmp_path: Path) -> None:
@@ -82,7 +90,9 @@ def test_read_order_list_and_pre_exposure(tmp_path: Path) -> None:
     np.testing.assert_array_equal(order, [[1, 0], [2, 3], [3, -3], [4, -6], [5, 6]])
     # .tlt angles (refined, slightly off the nominal ones), in stack order
     tilts = np.array([-6.2, -2.9, 0.1, 3.05, 5.8])
-    np.testing.assert_array_equal(pre_exposure_from_order(tilts, order, 2.5), [7.5, 5.0, 0.0, 2.5, 10.0])
+    np.testing.assert_array_equal(
+        pre_exposure_from_order(tilts, order, 2.5), [7.5, 5.0, 0.0, 2.5, 10.0]
+    )
 
 
 def test_order_list_rank_from_index_column_and_header(tmp_path: Path) -> None:
@@ -90,7 +100,9 @@ def test_order_list_rank_from_index_column_and_header(tmp_path: Path) -> None:
     p = write(tmp_path, "o.csv", "index,angle\n3,-3\n1,0\n2,3\n")
     order = read_order_list(p)
     np.testing.assert_array_equal(order, [[3, -3], [1, 0], [2, 3]])
-    np.testing.assert_array_equal(pre_exposure_from_order(np.array([-3.0, 0.0, 3.0]), order, 1.5), [3.0, 0.0, 1.5])
+    np.testing.assert_array_equal(
+        pre_exposure_from_order(np.array([-3.0, 0.0, 3.0]), order, 1.5), [3.0, 0.0, 1.5]
+    )
 
 
 def test_order_list_ties_go_to_first_row() -> None:
@@ -111,7 +123,11 @@ def test_order_list_ties_go_to_first_row() -> None:
 def test_order_list_malformed(tmp_path: Path, text: str, line: int, needle: str) -> None:
     with pytest.raises(InputError) as err:
         read_order_list(write(tmp_path, "order.csv", text))
-    assert "order.csv" in str(err.value) and f"line {line}" in str(err.value) and needle in str(err.value)
+    assert (
+        "order.csv" in str(err.value)
+        and f"line {line}" in str(err.value)
+        and needle in str(err.value)
+    )
 
 
 def test_order_list_empty(tmp_path: Path) -> None:
@@ -125,7 +141,9 @@ def test_mdoc_tilt_series_fixture() -> None:
     assert len(acq) == 41 and acq.pixel_size == 5.4 and acq.by_datetime
     # DateTime order equals ZValue order in this file; dose-symmetric 0, +3, -3, -6, +6, +9, ...
     np.testing.assert_array_equal(acq.z_values, np.arange(41))
-    np.testing.assert_allclose(acq.tilt_angles[:6], [0.000999877, 3.00113, -2.99863, -5.99876, 6.00126, 9.0014])
+    np.testing.assert_allclose(
+        acq.tilt_angles[:6], [0.000999877, 3.00113, -2.99863, -5.99876, 6.00126, 9.0014]
+    )
     assert acq.tilt_angles[-1] == pytest.approx(60.0006)
     np.testing.assert_array_equal(acq.doses, 0.0)  # ExposureDose = 0 in every section
     # with ExposureDose 0, each section counts the fractional dose

@@ -26,8 +26,15 @@ def centre_motion(before: np.ndarray, after: np.ndarray, size: tuple[int, int, i
 
 
 def test_params_from_dict_checks_keys_and_values() -> None:
-    p = AlignParams.from_dict({"refine_third_angle": True, "rotation_grouping": "smooth", "rounds": 3, "f_scale_px": 2})
-    assert p.refine_third_angle is True and p.rotation_grouping == "smooth" and p.rounds == 3 and p.f_scale_px == 2.0
+    p = AlignParams.from_dict(
+        {"refine_third_angle": True, "rotation_grouping": "smooth", "rounds": 3, "f_scale_px": 2}
+    )
+    assert (
+        p.refine_third_angle is True
+        and p.rotation_grouping == "smooth"
+        and p.rounds == 3
+        and p.f_scale_px == 2.0
+    )
     assert AlignParams.from_dict(None) == AlignParams()
     with pytest.raises(ConfigError, match="unknown align option"):
         AlignParams.from_dict({"refine_tilts": True})
@@ -44,15 +51,25 @@ def test_params_from_dict_checks_keys_and_values() -> None:
 # --------------------------------------------------------------------------- geometry of the update
 
 
-@pytest.mark.parametrize("flip_yz,flip_z,axis", [(False, False, 2), (True, False, 1), (True, True, 1)])
+@pytest.mark.parametrize(
+    "flip_yz,flip_z,axis", [(False, False, 2), (True, False, 1), (True, True, 1)]
+)
 def test_tilt_axis_and_angles_match_imod_input(flip_yz: bool, flip_z: bool, axis: int) -> None:
     tilts = np.linspace(-57.0, 63.0, 41)
     rng = np.random.default_rng(1)
     a = np.deg2rad(84.0)
     xf = np.column_stack(
-        [np.full(41, np.cos(a)), np.full(41, -np.sin(a)), np.full(41, np.sin(a)), np.full(41, np.cos(a)), rng.normal(0, 5, (41, 2))]
+        [
+            np.full(41, np.cos(a)),
+            np.full(41, -np.sin(a)),
+            np.full(41, np.sin(a)),
+            np.full(41, np.cos(a)),
+            rng.normal(0, 5, (41, 2)),
+        ]
     )
-    geom = ImodGeometry(raw_size=(1000, 900), ali_size=(1024, 1024), thickness=250, flip_yz=flip_yz, flip_z=flip_z)
+    geom = ImodGeometry(
+        raw_size=(1000, 900), ali_size=(1024, 1024), thickness=250, flip_yz=flip_yz, flip_z=flip_z
+    )
     p = projection_matrices(geom, xf, tilts)
     u, reason = tilt_axis(p)
     assert reason == "" and u is not None
@@ -66,34 +83,64 @@ def test_updated_matrices_equal_model_and_move_centre_by_shift() -> None:
     fr = frames(t.proj, t.size)
     rng = np.random.default_rng(0)
     n = t.n_tilts
-    upd = Updates(rng.normal(0, 3, (n, 2)), rng.normal(0, 0.01, n), rng.normal(0, 0.01, n), rng.normal(0, 0.02, n), rng.normal(0, 0.02, n))
+    upd = Updates(
+        rng.normal(0, 3, (n, 2)),
+        rng.normal(0, 0.01, n),
+        rng.normal(0, 0.01, n),
+        rng.normal(0, 0.02, n),
+        rng.normal(0, 0.02, n),
+    )
     p_new = updated_matrices(fr, upd)
-    np.testing.assert_allclose(project(p_new, case.beads_true), predict(fr, upd, case.beads_true), atol=1e-9)
+    np.testing.assert_allclose(
+        project(p_new, case.beads_true), predict(fr, upd, case.beads_true), atol=1e-9
+    )
     np.testing.assert_allclose(centre_motion(t.proj, p_new, t.size), upd.shift, atol=1e-9)
     # tilt-angle change: rotating the world by θ about the tilt axis turns the beam by -θ
-    upd_t = Updates(np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.full(n, np.deg2rad(0.7)), np.zeros(n))
+    upd_t = Updates(
+        np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.full(n, np.deg2rad(0.7)), np.zeros(n)
+    )
     d = tilt_angles_deg(updated_matrices(fr, upd_t), fr.u) - tilt_angles_deg(t.proj, fr.u)
     np.testing.assert_allclose(np.abs(d), 0.7, atol=1e-9)
-    assert np.all(np.linalg.norm(updated_matrices(fr, Updates.zeros(n)) - t.proj, axis=(1, 2)) < 1e-9)
+    assert np.all(
+        np.linalg.norm(updated_matrices(fr, Updates.zeros(n)) - t.proj, axis=(1, 2)) < 1e-9
+    )
 
 
 def test_triangulate_recovers_points() -> None:
-    case = synthetic_case(4, n_tilts=31, n_beads=12, noise_px=0.0, n_outliers=0, withheld_fraction=0.0, n_spurious=0)
+    case = synthetic_case(
+        4, n_tilts=31, n_beads=12, noise_px=0.0, n_outliers=0, withheld_fraction=0.0, n_spurious=0
+    )
     o = case.obs
     got = triangulate(case.true.proj, o["bead"], o["tilt"], o[["x", "y"]].to_numpy(), 12)
     np.testing.assert_allclose(got, case.beads_true, atol=1e-6)
 
 
 def test_analytic_jacobian_matches_finite_differences() -> None:
-    case = synthetic_case(5, n_tilts=15, n_beads=8, n_outliers=0, n_spurious=0, withheld_fraction=0.0)
+    case = synthetic_case(
+        5, n_tilts=15, n_beads=8, n_outliers=0, n_spurious=0, withheld_fraction=0.0
+    )
     t = case.imported
     fr = frames(t.proj, t.size)
-    prm = AlignParams(refine_third_angle=True, rotation_grouping="smooth", magnification_grouping="grouped", group_size=4)
+    prm = AlignParams(
+        refine_third_angle=True,
+        rotation_grouping="smooth",
+        magnification_grouping="grouped",
+        group_size=4,
+    )
     act_t = np.ones(fr.n, dtype=bool)
     act_b = np.ones(8, dtype=bool)
     lay = _layout(fr, act_t, act_b, prm, True)
     o = case.obs[case.obs["bead"] >= 0]
-    prob = _Problem(fr, lay, case.beads_init, o["bead"].to_numpy(), o["tilt"].to_numpy(), o[["x", "y"]].to_numpy(), prm, 300.0)
+    prob = _Problem(
+        fr,
+        lay,
+        case.beads_init,
+        o["bead"].to_numpy(),
+        o["tilt"].to_numpy(),
+        o[["x", "y"]].to_numpy(),
+        prm,
+        300.0,
+    )
     rng = np.random.default_rng(2)
     x = lay.pack(Updates.zeros(fr.n), case.beads_init) + rng.normal(0, 1e-2, lay.n_params)
     jac = prob.jac(x).toarray()
@@ -119,7 +166,9 @@ RECOVERY_CASES = [
 
 
 @pytest.mark.parametrize("seed,n_tilts,n_beads,flip_yz", RECOVERY_CASES)
-def test_perturbed_alignment_is_recovered(seed: int, n_tilts: int, n_beads: int, flip_yz: bool) -> None:
+def test_perturbed_alignment_is_recovered(
+    seed: int, n_tilts: int, n_beads: int, flip_yz: bool
+) -> None:
     case = synthetic_case(seed, n_tilts=n_tilts, n_beads=n_beads, flip_yz=flip_yz, noise_px=0.4)
     before = reprojection_error(case.imported.proj, case.beads_init, case.true_2d, case.visible)
     assert before.mean() > 3.0  # the perturbation is real
@@ -130,7 +179,9 @@ def test_perturbed_alignment_is_recovered(seed: int, n_tilts: int, n_beads: int,
     # every gross outlier was dropped, every withheld detection picked up by its own bead
     o = res.observations
     assert set(o["status"].iloc[case.outlier_rows]) == {"outlier"}
-    np.testing.assert_array_equal(o["bead"].to_numpy()[case.withheld_rows], case.obs_true_bead[case.withheld_rows])
+    np.testing.assert_array_equal(
+        o["bead"].to_numpy()[case.withheld_rows], case.obs_true_bead[case.withheld_rows]
+    )
     assert np.all(o["picked_up"].to_numpy()[case.withheld_rows])
     # no spurious detection was attached to a bead
     spurious = case.obs_true_bead < 0
@@ -146,11 +197,15 @@ def test_noise_free_recovery_is_exact() -> None:
 
 def test_third_angle_recovers_and_keeps_gauge() -> None:
     case = synthetic_case(8, n_tilts=41, n_beads=30, noise_px=0.3)
-    res = align_tomogram(case.imported, case.beads_init, case.obs, AlignParams(refine_third_angle=True))
+    res = align_tomogram(
+        case.imported, case.beads_init, case.obs, AlignParams(refine_third_angle=True)
+    )
     err = reprojection_error(res.tomogram.proj, res.beads, case.true_2d, case.visible)
     assert err.mean() <= 0.25 and err.max() <= 1.0
     exact = synthetic_case(8, n_tilts=41, n_beads=30, noise_px=0.0, n_outliers=0, **NO_PERTURBATION)
-    res0 = align_tomogram(exact.true, exact.beads_true + 2.0, exact.obs, AlignParams(refine_third_angle=True))
+    res0 = align_tomogram(
+        exact.true, exact.beads_true + 2.0, exact.obs, AlignParams(refine_third_angle=True)
+    )
     assert np.abs(centre_motion(exact.true.proj, res0.tomogram.proj, exact.true.size)).max() < 1e-4
     assert np.abs(res0.tomogram.proj - exact.true.proj).max() < 1e-4
 
@@ -162,18 +217,24 @@ def test_third_angle_recovers_and_keeps_gauge() -> None:
 def test_true_alignment_is_kept(flip_yz: bool) -> None:
     rng = np.random.default_rng(11)
     # noise-free tracks, initial beads 2 px off: the true alignment must come back unchanged
-    case = synthetic_case(11, n_tilts=41, n_beads=30, flip_yz=flip_yz, noise_px=0.0, n_outliers=0, **NO_PERTURBATION)
+    case = synthetic_case(
+        11, n_tilts=41, n_beads=30, flip_yz=flip_yz, noise_px=0.0, n_outliers=0, **NO_PERTURBATION
+    )
     b0 = case.beads_true + rng.normal(0, 2.0, case.beads_true.shape)
     res = align_tomogram(case.true, b0, case.obs, AlignParams())
     move = np.linalg.norm(centre_motion(case.true.proj, res.tomogram.proj, case.true.size), axis=1)
     assert move.max() < 1e-6
     np.testing.assert_allclose(res.beads, case.beads_true, atol=1e-6)
     # with 0.1 px localisation noise no tilt moves by more than 0.1 px at the tomogram centre
-    noisy = synthetic_case(11, n_tilts=41, n_beads=30, flip_yz=flip_yz, noise_px=0.1, **NO_PERTURBATION)
+    noisy = synthetic_case(
+        11, n_tilts=41, n_beads=30, flip_yz=flip_yz, noise_px=0.1, **NO_PERTURBATION
+    )
     res = align_tomogram(noisy.true, b0, noisy.obs, AlignParams())
     move = centre_motion(noisy.true.proj, res.tomogram.proj, noisy.true.size)
     assert np.linalg.norm(move, axis=1).max() <= 0.1
-    assert res.summary["max_centre_shift_px"] == pytest.approx(np.linalg.norm(move, axis=1).max(), abs=1e-9)
+    assert res.summary["max_centre_shift_px"] == pytest.approx(
+        np.linalg.norm(move, axis=1).max(), abs=1e-9
+    )
 
 
 def test_gauge_has_no_net_motion_under_noise() -> None:
@@ -213,7 +274,9 @@ def test_tilt_without_beads_is_flagged_and_kept() -> None:
     assert any(m.startswith("tilt 17 ") and "kept as imported" in m for m in res.messages)
     others = np.ones(41, dtype=bool)
     others[17] = False
-    err = reprojection_error(res.tomogram.proj[others], res.beads, case.true_2d[others], case.visible[others])
+    err = reprojection_error(
+        res.tomogram.proj[others], res.beads, case.true_2d[others], case.visible[others]
+    )
     assert err.mean() <= 0.25 and err.max() <= 1.0
 
 
@@ -226,15 +289,21 @@ def test_beads_in_one_plane_keep_tilt_angles() -> None:
     rng = np.random.default_rng(0)
     o = case.obs.copy()
     real = case.obs_true_bead >= 0
-    xy = true_2d[o["tilt"].to_numpy()[real], case.obs_true_bead[real]] + rng.normal(0, 0.3, (int(real.sum()), 2))
+    xy = true_2d[o["tilt"].to_numpy()[real], case.obs_true_bead[real]] + rng.normal(
+        0, 0.3, (int(real.sum()), 2)
+    )
     o.loc[real, ["x", "y"]] = xy
     a = o["bead"].to_numpy() >= 0
-    init = triangulate(case.imported.proj, o["bead"][a], o["tilt"][a], o[["x", "y"]].to_numpy()[a], 30)
+    init = triangulate(
+        case.imported.proj, o["bead"][a], o["tilt"][a], o[["x", "y"]].to_numpy()[a], 30
+    )
     res = align_tomogram(case.imported, init, o, AlignParams())
     assert any("single plane" in m and "tilt angles kept as imported" in m for m in res.messages)
     assert set(res.tilts["flag"]) == {"tilt_angle_kept"}
     np.testing.assert_allclose(res.tilts["d_tilt_deg"], 0.0, atol=1e-9)
-    np.testing.assert_allclose(tilt_angles_deg(res.tomogram.proj), tilt_angles_deg(case.imported.proj), atol=1e-9)
+    np.testing.assert_allclose(
+        tilt_angles_deg(res.tomogram.proj), tilt_angles_deg(case.imported.proj), atol=1e-9
+    )
     err = np.linalg.norm(project(res.tomogram.proj, res.beads) - true_2d, axis=2)[case.visible]
     assert err.mean() <= 0.25  # shifts, rotation and magnification still refined
 
@@ -244,7 +313,12 @@ def test_beads_in_one_plane_keep_tilt_angles() -> None:
 
 def test_fixed_and_grouped_parameters() -> None:
     case = synthetic_case(16, n_tilts=41, n_beads=30, noise_px=0.3)
-    res = align_tomogram(case.imported, case.beads_init, case.obs, AlignParams(refine_tilt=False, refine_magnification=False))
+    res = align_tomogram(
+        case.imported,
+        case.beads_init,
+        case.obs,
+        AlignParams(refine_tilt=False, refine_magnification=False),
+    )
     np.testing.assert_allclose(res.tilts["d_tilt_deg"], 0.0, atol=1e-9)
     np.testing.assert_allclose(res.tilts["d_mag"], 0.0, atol=0)
     res = align_tomogram(
@@ -261,10 +335,17 @@ def test_fixed_and_grouped_parameters() -> None:
     for g in range(5):
         assert np.ptp(mag[groups == g]) < 1e-12
     assert len(np.unique(np.round(mag, 12))) == 5
-    res = align_tomogram(case.imported, case.beads_init, case.obs, AlignParams(magnification_grouping="single"))
+    res = align_tomogram(
+        case.imported, case.beads_init, case.obs, AlignParams(magnification_grouping="single")
+    )
     np.testing.assert_allclose(res.tilts["d_mag"], 0.0, atol=0)
     # smoothing: a large weight makes the rotation change a straight line in tilt angle
-    res = align_tomogram(case.imported, case.beads_init, case.obs, AlignParams(rotation_grouping="smooth", smoothing_weight=1e4))
+    res = align_tomogram(
+        case.imported,
+        case.beads_init,
+        case.obs,
+        AlignParams(rotation_grouping="smooth", smoothing_weight=1e4),
+    )
     rot = res.tilts["d_rot_deg"].to_numpy()[order]
     assert np.abs(np.diff(rot, 2)).max() < 1e-3
     assert np.ptp(rot) > 0.05
@@ -272,7 +353,15 @@ def test_fixed_and_grouped_parameters() -> None:
 
 def test_observations_accept_tracks_labels_and_reject_bad_indices() -> None:
     case = synthetic_case(17, n_tilts=21, n_beads=10)
-    o = case.obs.rename(columns={"bead": "tfBeadIndex", "tilt": "tfTiltIndex", "x": "tfObsX", "y": "tfObsY", "score": "tfScore"})
+    o = case.obs.rename(
+        columns={
+            "bead": "tfBeadIndex",
+            "tilt": "tfTiltIndex",
+            "x": "tfObsX",
+            "y": "tfObsY",
+            "score": "tfScore",
+        }
+    )
     a = align_tomogram(case.imported, case.beads_init, o, AlignParams())
     b = align_tomogram(case.imported, case.beads_init, case.obs, AlignParams())
     np.testing.assert_array_equal(a.tomogram.proj, b.tomogram.proj)

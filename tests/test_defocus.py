@@ -11,7 +11,9 @@ import pytest
 from tiltflow.errors import InputError
 from tiltflow.imod.defocus import CtfPlotterTable, read_ctfplotter
 
-FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
+FIXTURES = (
+    Path(__file__).parent / "data" / "fixtures"
+)  # copies of ../shared/fixtures (see its README)
 CETS = FIXTURES / "TomoBabel__cets-imod" / "imod" / "tests" / "test_data" / "imod_defocus_files"
 PYTOM = FIXTURES / "SBC-Utrecht__pytom-match-pick" / "tests" / "Data" / "test_imod.defocus"
 D2R = math.pi / 180.0
@@ -46,7 +48,9 @@ def test_cets_plain_estimation_version2() -> None:
 
 def test_cets_only_astigmatism_flag1() -> None:
     t = read_ctfplotter(CETS / "TS_03_only_astigmatism.defocus")
-    assert (t.version, t.flags, len(t)) == (3, 1, 40) and t.has_astigmatism and not t.has_phase_shift
+    assert (
+        (t.version, t.flags, len(t)) == (3, 1, 40) and t.has_astigmatism and not t.has_phase_shift
+    )
     check_single_views(t, 40, -57.0, 3.0)
     assert (t.defocus1_nm[0], t.defocus2_nm[0], t.astig_angle_deg[0]) == (1651.6, 1206.7, 31.76)
     assert (t.defocus1_nm[19], t.defocus2_nm[19], t.astig_angle_deg[19]) == (1467.8, 1435.8, 50.36)
@@ -57,7 +61,9 @@ def test_cets_only_astigmatism_flag1() -> None:
 
 def test_cets_only_phase_shift_flag4() -> None:
     t = read_ctfplotter(CETS / "TS_03_only_phase_shift.defocus")
-    assert (t.version, t.flags, len(t)) == (3, 4, 40) and t.has_phase_shift and not t.has_astigmatism
+    assert (
+        (t.version, t.flags, len(t)) == (3, 4, 40) and t.has_phase_shift and not t.has_astigmatism
+    )
     check_single_views(t, 40, -57.0, 3.0)
     assert t.defocus1_nm[0] == 1323.6 and t.defocus1_nm[1] == 987.0
     np.testing.assert_array_equal(t.defocus2_nm, t.defocus1_nm)
@@ -155,12 +161,16 @@ def test_version3_radians_and_inverted_flags(tmp_path: Path) -> None:
     d1, d2, ang, ph = t.per_view(3)
     np.testing.assert_array_equal(d1, [3000, 3000, 3100])
     np.testing.assert_array_equal(d2, [2800, 2800, 2900])
-    np.testing.assert_allclose(ang, [28.64788975654116, 28.64788975654116, -57.29577951308232], rtol=1e-12)
+    np.testing.assert_allclose(
+        ang, [28.64788975654116, 28.64788975654116, -57.29577951308232], rtol=1e-12
+    )
     np.testing.assert_array_equal(ph, [0.25, 0.25, 0.5])
 
 
 def test_version3_flag0_and_overlap_later_wins(tmp_path: Path) -> None:
-    t = read_ctfplotter(write(tmp_path, "v3.defocus", "0 0 0.0 0.0 0.0 3\n1 4 -9 0 2000\n3 3 -3 -3 2100\n"))
+    t = read_ctfplotter(
+        write(tmp_path, "v3.defocus", "0 0 0.0 0.0 0.0 3\n1 4 -9 0 2000\n3 3 -3 -3 2100\n")
+    )
     assert (t.version, t.flags, len(t)) == (3, 0, 2)
     np.testing.assert_array_equal(t.per_view(4)[0], [2000, 2000, 2100, 2000])
 

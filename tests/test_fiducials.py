@@ -12,7 +12,12 @@ from scipy.spatial import cKDTree
 
 from tiltflow.backend import get_array_module, gpu_available, to_numpy
 from tiltflow.errors import ConfigError
-from tiltflow.fiducials import FiducialParams, find_fiducials, fiducials_from_imod, run_find_fiducials
+from tiltflow.fiducials import (
+    FiducialParams,
+    fiducials_from_imod,
+    find_fiducials,
+    run_find_fiducials,
+)
 from tiltflow.fiducials.detect import detect_peaks, fit_beads
 from tiltflow.fiducials.io import (
     Tracks,
@@ -25,10 +30,12 @@ from tiltflow.fiducials.io import (
 )
 from tiltflow.simulate import SimulationParams, simulate_tilt_series
 
-BASE = dict(raw_size=(512, 512), pixel_size=8.0, n_beads=30, dose_per_tilt=1.5, tilt_step=3.0, seed=1)
+BASE = dict(
+    raw_size=(512, 512), pixel_size=8.0, n_beads=30, dose_per_tilt=1.5, tilt_step=3.0, seed=1
+)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sim(**kw: object):
     return simulate_tilt_series(SimulationParams(**{**BASE, **kw}))
 
@@ -59,7 +66,9 @@ def _score(sim, res) -> dict[str, float]:
         seen = np.isfinite(obs[idx[j], :, 0])
         cov.append((seen & vis[j]).sum() / max(vis[j].sum(), 1))
         # observed positions are the true projections to sub-pixel precision
-        e = np.linalg.norm(obs[idx[j]][seen & vis[j]] - truth.beads_2d[kept][seen & vis[j], j], axis=1)
+        e = np.linalg.norm(
+            obs[idx[j]][seen & vis[j]] - truth.beads_2d[kept][seen & vis[j], j], axis=1
+        )
         assert np.median(e) < 0.5
     out["coverage"] = float(np.min(cov))
     return out
@@ -71,7 +80,9 @@ CASES = {
     "flipYZ": dict(flip_yz=True, seed=3, dose_per_tilt=2.0),
     "excluded_9A": dict(excluded_views=(1, 2, 20, 41), pixel_size=9.0, seed=4),
     "odd_511x487_10A": dict(raw_size=(511, 487), pixel_size=10.0, dose_per_tilt=2.0, seed=5),
-    "crowded_61tilts": dict(raw_size=(640, 640), n_beads=60, tilt_step=2.0, dose_per_tilt=4.0, seed=6),
+    "crowded_61tilts": dict(
+        raw_size=(640, 640), n_beads=60, tilt_step=2.0, dose_per_tilt=4.0, seed=6
+    ),
 }
 
 
@@ -93,7 +104,15 @@ def test_true_alignment(case: str) -> None:
 
 
 def test_perturbed_alignment() -> None:
-    sim = _sim_kw(dict(n_beads=40, perturb_tilt_deg=1.0, perturb_rotation_deg=0.5, perturb_shift_px=10.0, seed=7))
+    sim = _sim_kw(
+        dict(
+            n_beads=40,
+            perturb_tilt_deg=1.0,
+            perturb_rotation_deg=0.5,
+            perturb_shift_px=10.0,
+            seed=7,
+        )
+    )
     tomo = sim.tomogram(perturbed=True)
     assert not np.allclose(tomo.proj, sim.truth.proj[sim.kept])
     res = find_fiducials(sim.kept_stack(), tomo, FiducialParams())
@@ -105,7 +124,9 @@ def test_perturbed_alignment() -> None:
     assert s["err"] <= 3.0  # world frame kept (refinement is the align step's job)
 
 
-def test_empty_image_writes_valid_empty_star(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_empty_image_writes_valid_empty_star(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     sim = _sim_kw(dict(n_beads=0, tilt_step=6.0))
     tomo = sim.tomogram(perturbed=False)
     res = find_fiducials(sim.kept_stack(), tomo, FiducialParams())
@@ -152,7 +173,24 @@ def test_cli_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     tomo = sim.tomogram(perturbed=False)
     monkeypatch.chdir(tmp_path)
     _write_project(tmp_path, sim, tomo)
-    assert main(["find-fiducials", "--t", "tomograms.star", "--o", "out", "--r", "50", "--d", "4", "--j", "2"]) == 0
+    assert (
+        main(
+            [
+                "find-fiducials",
+                "--t",
+                "tomograms.star",
+                "--o",
+                "out",
+                "--r",
+                "50",
+                "--d",
+                "4",
+                "--j",
+                "2",
+            ]
+        )
+        == 0
+    )
     tset = read_tomogram_set("out/tomograms.star")
     fid = tset[tomo.name].extra["rlnTomoFiducialsStarFile"]
     xyz = read_fiducials(fid, tomo.pixel_size)
@@ -163,7 +201,9 @@ def test_cli_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     import starfile
 
     df = starfile.read(fid)
-    assert np.allclose(np.sort(df["rlnOriginXAngst"].to_numpy()), np.sort(xyz[:, 0] * tomo.pixel_size))
+    assert np.allclose(
+        np.sort(df["rlnOriginXAngst"].to_numpy()), np.sort(xyz[:, 0] * tomo.pixel_size)
+    )
     tr = read_tracks_arrays(tracks_path_for(fid))
     assert set(np.unique(tr.bead)) == set(range(12))
     assert tr.tilt.max() < tomo.n_tilts
@@ -175,8 +215,12 @@ def test_io_round_trip(tmp_path: Path) -> None:
     assert np.allclose(read_fiducials(tmp_path / "fiducials_a.star", 8.0), xyz)
     assert tracks_path_for(tmp_path / "fiducials_a.star") == tmp_path / "tracks_a.star"
     t = Tracks(
-        bead=np.array([1, 0]), tilt=np.array([3, 2]), obs=np.array([[1.0, 2.0], [3.0, 4.0]]),
-        fit=np.array([[1.5, 2.0], [3.0, 4.5]]), residual=np.array([0.5, 0.5]), score=np.array([9.0, 8.0]),
+        bead=np.array([1, 0]),
+        tilt=np.array([3, 2]),
+        obs=np.array([[1.0, 2.0], [3.0, 4.0]]),
+        fit=np.array([[1.5, 2.0], [3.0, 4.5]]),
+        residual=np.array([0.5, 0.5]),
+        score=np.array([9.0, 8.0]),
     )
     write_tracks(tmp_path / "tracks_a.star", t)
     back = read_tracks_arrays(tmp_path / "tracks_a.star")
@@ -225,7 +269,9 @@ def test_imod_tracks(tmp_path: Path) -> None:
         for v in range(t.n_raw):
             if t.visible[v, b]:
                 x, y = t.beads_2d[v, b]
-                rows.append({"object_id": 0, "contour_id": b, "x": x + 0.5, "y": y + 0.5, "z": float(v)})
+                rows.append(
+                    {"object_id": 0, "contour_id": b, "x": x + 0.5, "y": y + 0.5, "z": float(v)}
+                )
     imodmodel.write(pd.DataFrame(rows), tmp_path / "ts.fid")
     p = FiducialParams(source="imod", imod_fid=str(tmp_path / "ts.fid"), imod_excluded_views=(3,))
     res = fiducials_from_imod(tomo, p, (sim.stack.shape[2], sim.stack.shape[1]))

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
-ROWS = [line.split("\t") for line in (FIXTURES / "MANIFEST.tsv").read_text().splitlines()[1:] if line.strip()]
+ROWS = [
+    line.split("\t")
+    for line in (FIXTURES / "MANIFEST.tsv").read_text().splitlines()[1:]
+    if line.strip()
+]
 
 
 def git_blob_sha1(data: bytes) -> str:

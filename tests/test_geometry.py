@@ -114,14 +114,18 @@ def test_flip_yz_swaps_world_axes_and_size():
 
 def test_flip_yz_flip_z_reverses_depth():
     # F row 1 = (0, 0, -1, thickness - 1): world Z = z' maps to y = thickness - 1 - z'
-    g = ImodGeometry(raw_size=(100, 80), ali_size=(100, 80), thickness=50, flip_yz=True, flip_z=True)
+    g = ImodGeometry(
+        raw_size=(100, 80), ali_size=(100, 80), thickness=50, flip_yz=True, flip_z=True
+    )
     m = P(g)[0]
     expected = np.array([[1, 0, 0, -1], [0, 1, 0, -1], [0, 0, 1, 25 - 49], [0, 0, 0, 1]], float)
     np.testing.assert_allclose(m, expected, atol=1e-12)
 
 
 def test_flip_z_alone_is_a_no_op_like_relion4():
-    a = P(ImodGeometry(raw_size=(64, 64), ali_size=(64, 64), thickness=20, flip_z=True), tilt=(17.0,))
+    a = P(
+        ImodGeometry(raw_size=(64, 64), ali_size=(64, 64), thickness=20, flip_z=True), tilt=(17.0,)
+    )
     b = P(ImodGeometry(raw_size=(64, 64), ali_size=(64, 64), thickness=20), tilt=(17.0,))
     np.testing.assert_array_equal(a, b)
 
@@ -135,7 +139,13 @@ def test_flip_ang_negates_tilt():
 def test_offsets_and_tilt_com_shift():
     # Off = T(offx - SHIFTx, offy - SHIFTz, offz): at zero tilt image x moves by offx - SHIFTx
     base = ImodGeometry(raw_size=(100, 80), ali_size=(100, 80), thickness=50)
-    g = ImodGeometry(raw_size=(100, 80), ali_size=(100, 80), thickness=50, shift=(2.0, 3.0), offset=(5.0, 7.0, -4.0))
+    g = ImodGeometry(
+        raw_size=(100, 80),
+        ali_size=(100, 80),
+        thickness=50,
+        shift=(2.0, 3.0),
+        offset=(5.0, 7.0, -4.0),
+    )
     pt = [[40.0, 25.0, 30.0]]
     d = project(P(g), pt)[0, 0] - project(P(base), pt)[0, 0]
     np.testing.assert_allclose(d, [5.0 - 2.0, -4.0], atol=1e-12)
@@ -145,7 +155,11 @@ def test_offsets_and_tilt_com_shift():
 
 
 def test_thickness_truncated_in_size_like_relion():
-    assert ImodGeometry(raw_size=(10, 10), ali_size=(10, 12), thickness=99.9).tomogram_size == (10, 99, 12)
+    assert ImodGeometry(raw_size=(10, 10), ali_size=(10, 12), thickness=99.9).tomogram_size == (
+        10,
+        99,
+        12,
+    )
 
 
 def test_beam_direction_is_row_two():

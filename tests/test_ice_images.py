@@ -19,11 +19,23 @@ MFP = 350.0
 
 def simulate(t=0.7, pretilt=(0.0, 0.0), flip_yz=False, profile="equal", seed=1, **kw):
     sp = SimulationParams(
-        raw_size=(256, 256), pixel_size=10.0, tilt_min=-60.0, tilt_max=60.0, tilt_step=3.0,
-        scheme="dose-symmetric", dose_per_tilt=3.0, dose_profile=profile,
-        n_beads=kw.pop("n_beads", 30), bead_radius_A=50.0, ice_thickness_nm=t * MFP, mean_free_path_nm=MFP,
-        ice_pretilt_deg=pretilt, flip_yz=flip_yz, seed=seed,
-        thickness_px=int(t * MFP) + 100,  # the reconstruction holds the whole slab (beads not clipped)
+        raw_size=(256, 256),
+        pixel_size=10.0,
+        tilt_min=-60.0,
+        tilt_max=60.0,
+        tilt_step=3.0,
+        scheme="dose-symmetric",
+        dose_per_tilt=3.0,
+        dose_profile=profile,
+        n_beads=kw.pop("n_beads", 30),
+        bead_radius_A=50.0,
+        ice_thickness_nm=t * MFP,
+        mean_free_path_nm=MFP,
+        ice_pretilt_deg=pretilt,
+        flip_yz=flip_yz,
+        seed=seed,
+        thickness_px=int(t * MFP)
+        + 100,  # the reconstruction holds the whole slab (beads not clipped)
         **kw,
     )
     return simulate_tilt_series(sp)
@@ -59,11 +71,15 @@ def test_ice_fit_on_simulated_series(t, pretilt, flip_yz, profile):
     sim = simulate(t, pretilt, flip_yz, profile, seed=int(10 * t) + 3 * int(flip_yz))
     tomo = sim.tomogram("TS_01", perturbed=True)
     rng = np.random.default_rng(0)
-    beads = sim.truth.beads_3d + rng.normal(0.0, 0.3, sim.truth.beads_3d.shape)  # fiducial-step accuracy
+    beads = sim.truth.beads_3d + rng.normal(
+        0.0, 0.3, sim.truth.beads_3d.shape
+    )  # fiducial-step accuracy
     res = estimate_ice(tomo, sim.kept_stack(), IceParams(), beads)
     t_err, ang, s_err = errors(sim, res)
-    print(f"t={t} pretilt={pretilt} flip={flip_yz} {profile}: dt={100 * t_err:+.2f}% angle={ang:.2f}° "
-          f"max scale err={100 * s_err:.2f}% source={res.normal_source}")
+    print(
+        f"t={t} pretilt={pretilt} flip={flip_yz} {profile}: dt={100 * t_err:+.2f}% angle={ang:.2f}° "
+        f"max scale err={100 * s_err:.2f}% source={res.normal_source}"
+    )
     assert res.status == "fitted"
     assert abs(t_err) < 0.03
     assert ang < 2.0
@@ -77,14 +93,18 @@ def test_ice_fit_on_simulated_series(t, pretilt, flip_yz, profile):
 
 def test_without_fiducials_pretilt_about_tilt_axis_is_exact_and_perpendicular_is_reported():
     sim = simulate(0.7, (0.0, 15.0), False, "cosine", seed=5, n_beads=20)
-    res = estimate_ice(sim.tomogram(), sim.kept_stack(), IceParams(), None)  # beads masked as dark outliers
+    res = estimate_ice(
+        sim.tomogram(), sim.kept_stack(), IceParams(), None
+    )  # beads masked as dark outliers
     t_err, ang, s_err = errors(sim, res)
     assert abs(t_err) < 0.03 and ang < 2.0 and s_err < 0.01
     assert res.normal_source == "tilt plane"
     # 15° about the axis perpendicular to the tilt axis: not visible in single-axis images;
     # t is then t/cos(15°) (documented), the per-tilt attenuations stay right
     sim = simulate(0.7, (15.0, 0.0), False, "equal", seed=6)
-    res = estimate_ice(sim.tomogram(), sim.kept_stack(), IceParams(normal_from_beads="never"), sim.truth.beads_3d)
+    res = estimate_ice(
+        sim.tomogram(), sim.kept_stack(), IceParams(normal_from_beads="never"), sim.truth.beads_3d
+    )
     assert res.t == pytest.approx(0.7 / np.cos(np.radians(15.0)), rel=0.01)
     att = res.fit_intensity / res.luminance
     assert np.max(np.abs(att / sim.truth.attenuation[sim.kept] - 1)) < 0.01
@@ -96,7 +116,9 @@ def test_normalised_stack_raises_clear_error_and_cos_fallback():
     tomo = sim.tomogram()
     stack = sim.kept_stack().astype(np.float64)
     norm = (stack - stack.mean(axis=(1, 2), keepdims=True)) / stack.std(axis=(1, 2), keepdims=True)
-    with pytest.raises(InputError, match=r"TS_01\.mrc.*not in counts|TS_01\.mrc.*normalised") as exc:
+    with pytest.raises(
+        InputError, match=r"TS_01\.mrc.*not in counts|TS_01\.mrc.*normalised"
+    ) as exc:
         estimate_ice(tomo, norm, IceParams())
     assert "--fallback cos" in str(exc.value)
     res = estimate_ice(tomo, norm, IceParams(fallback="cos"))
@@ -113,12 +135,22 @@ def test_normalised_stack_raises_clear_error_and_cos_fallback():
 def test_run_estimate_ice_files_and_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     sim = simulate(0.7, (0.0, 10.0), True, "cosine", seed=9)
-    tomo = sim.tomogram("TS_01").replace(tilt_series="stacks/TS_01.mrc",
-                                         extra={"rlnTomoFiducialsStarFile": "fid/fiducials_TS_01.star"})
+    tomo = sim.tomogram("TS_01").replace(
+        tilt_series="stacks/TS_01.mrc",
+        extra={"rlnTomoFiducialsStarFile": "fid/fiducials_TS_01.star"},
+    )
     write_stack("stacks/TS_01.mrc", sim.kept_stack(), 10.0)
     b = sim.truth.beads_3d * 10.0
-    write_star("fid/fiducials_TS_01.star", {"fiducials": {
-        "rlnOriginXAngst": list(b[:, 0]), "rlnOriginYAngst": list(b[:, 1]), "rlnOriginZAngst": list(b[:, 2])}})
+    write_star(
+        "fid/fiducials_TS_01.star",
+        {
+            "fiducials": {
+                "rlnOriginXAngst": list(b[:, 0]),
+                "rlnOriginYAngst": list(b[:, 1]),
+                "rlnOriginZAngst": list(b[:, 2]),
+            }
+        },
+    )
     write_tomogram_set("in/tomograms.star", TomogramSet((tomo,)))
     out = run_estimate_ice("in/tomograms.star", "ice", IceParams())
     back = read_tomogram_set("ice/tomograms.star")
@@ -141,8 +173,12 @@ def test_run_estimate_ice_files_and_cli(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "ice" / "ice_TS_01.png").stat().st_size > 1000
     # same through the CLI, deterministic output
     assert main(["estimate-ice", "--t", "in/tomograms.star", "--o", "cli"]) == 0
-    assert (tmp_path / "cli/tomograms.star").read_text() == (tmp_path / "ice/tomograms.star").read_text()
-    assert (tmp_path / "cli/ice_TS_01.star").read_text() == (tmp_path / "ice/ice_TS_01.star").read_text()
+    assert (tmp_path / "cli/tomograms.star").read_text() == (
+        tmp_path / "ice/tomograms.star"
+    ).read_text()
+    assert (tmp_path / "cli/ice_TS_01.star").read_text() == (
+        tmp_path / "ice/ice_TS_01.star"
+    ).read_text()
     # a normalised stack through the CLI: exit 2, message names the stack; fallback works
     stack = sim.kept_stack().astype(np.float32)
     write_stack("stacks/TS_01.mrc", (stack - stack.mean()) / stack.std(), 10.0)

@@ -19,7 +19,9 @@ def rot(axis: np.ndarray, deg: float) -> np.ndarray:
     return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
 
 
-def series(flip_yz: bool, tmin: float = -60, tmax: float = 60, step: float = 3, rot_deg: float = 85.0):
+def series(
+    flip_yz: bool, tmin: float = -60, tmax: float = 60, step: float = 3, rot_deg: float = 85.0
+):
     tilts = np.arange(tmin, tmax + 1e-9, step)
     n = tilts.size
     c, s = np.cos(np.radians(rot_deg)), np.sin(np.radians(rot_deg))
@@ -38,7 +40,9 @@ def truth_normal(flip_yz: bool, about_x: float, about_tilt: float) -> np.ndarray
 
 
 def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(min(1.0, abs(a @ b) / np.linalg.norm(a) / np.linalg.norm(b)))))
+    return float(
+        np.degrees(np.arccos(min(1.0, abs(a @ b) / np.linalg.norm(a) / np.linalg.norm(b))))
+    )
 
 
 def model_intensity(t, n, beams, dose, lum=100.0, counts_px=65536, rng=None):
@@ -59,7 +63,9 @@ def test_fit_recovers_truth_in_tilt_plane(flip_yz, t, pretilt):
     tilts, proj = series(flip_yz)
     beams = beam_directions(proj)
     n_true = truth_normal(flip_yz, 0.0, pretilt)
-    dose = 3.0 / np.cos(np.radians(tilts)) * (3.0 / np.mean(3.0 / np.cos(np.radians(tilts))))  # unequal
+    dose = (
+        3.0 / np.cos(np.radians(tilts)) * (3.0 / np.mean(3.0 / np.cos(np.radians(tilts))))
+    )  # unequal
     i = model_intensity(t, n_true, beams, dose, rng=rng)
     fit = fit_beer_lambert(beams, np.log(i / dose))
     assert abs(fit.t / t - 1) < 0.03
@@ -99,7 +105,11 @@ def test_normal_tilt_about_perpendicular_axis_is_unobservable_and_fixed_q_recove
     r = np.linalg.norm(n_true - (n_true @ frame.w) * frame.w)
     assert fit.t == pytest.approx(0.7 / r, rel=1e-6)  # effective thickness
     # per-tilt attenuation is still exact: the scale factors are off by one constant exp(t - t/R)
-    assert np.allclose(np.exp(-fit.t / np.abs(beams @ fit.normal)), np.exp(-0.7 / np.abs(beams @ n_true)), rtol=1e-6)
+    assert np.allclose(
+        np.exp(-fit.t / np.abs(beams @ fit.normal)),
+        np.exp(-0.7 / np.abs(beams @ n_true)),
+        rtol=1e-6,
+    )
     _, q = pq_from_normal(frame, n_true)
     fit2 = fit_beer_lambert(beams, np.log(i), q_fixed=q)
     assert fit2.t == pytest.approx(0.7, rel=1e-6)
@@ -142,7 +152,12 @@ def test_tiny_tilt_range_has_large_uncertainty():
     fit = fit_beer_lambert(beams, np.log(i))
     wide_tilts, wide_proj = series(False)
     wb = beam_directions(wide_proj)
-    wide = fit_beer_lambert(wb, np.log(model_intensity(0.5, truth_normal(False, 0, 0), wb, np.ones(wide_tilts.size), rng=rng)))
+    wide = fit_beer_lambert(
+        wb,
+        np.log(
+            model_intensity(0.5, truth_normal(False, 0, 0), wb, np.ones(wide_tilts.size), rng=rng)
+        ),
+    )
     assert fit.t_sd > 20 * wide.t_sd
 
 

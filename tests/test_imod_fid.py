@@ -10,7 +10,7 @@ imodmodel = pytest.importorskip("imodmodel")
 
 from tiltflow.errors import InputError  # noqa: E402
 from tiltflow.geometry import ImodGeometry, project, projection_matrices  # noqa: E402
-from tiltflow.imod.fid import FidTracks, read_fid_model, read_fid_xyz, fid_xyz_to_world  # noqa: E402
+from tiltflow.imod.fid import FidTracks, fid_xyz_to_world, read_fid_model, read_fid_xyz  # noqa: E402
 
 
 def write_fid(path, rows, size=(0, 0), flags=0):
@@ -68,13 +68,17 @@ def test_prexg_inverse_hand_computed(tmp_path):
     # view 0: identity; view 1: 90 degree rotation + shift (A = [[0,-1],[1,0]], D = (3, -2))
     prexg = np.array([[1, 0, 0, 1, 0, 0], [0, -1, 1, 0, 3, -2]], dtype=float)
     rows = [(0, 0, 60.5, 45.5, 0.0), (0, 0, 60.5, 45.5, 1.0)]
-    t = read_fid_model(write_fid(tmp_path / "p.fid", rows, size=(100, 80)), prexg=prexg, raw_size=(100, 80))
+    t = read_fid_model(
+        write_fid(tmp_path / "p.fid", rows, size=(100, 80)), prexg=prexg, raw_size=(100, 80)
+    )
     # preali (tiltflow) = (60, 45); rel = (60-49.5-3, 45-39.5+2) = (7.5, 7.5);
     # A^-1 = [[0, 1], [-1, 0]] -> (7.5, -7.5) -> raw = (57.0, 32.0)
     np.testing.assert_allclose(np.c_[t.x, t.y], [[60, 45], [57, 32]], atol=1e-12)
     # forward check: A (raw - c) + D + c gives the preali point back
     a = np.array([[0, -1], [1, 0]])
-    np.testing.assert_allclose(a @ (np.array([57.0, 32.0]) - [49.5, 39.5]) + [3, -2] + [49.5, 39.5], [60, 45])
+    np.testing.assert_allclose(
+        a @ (np.array([57.0, 32.0]) - [49.5, 39.5]) + [3, -2] + [49.5, 39.5], [60, 45]
+    )
 
 
 def test_binned_model(tmp_path):
@@ -114,7 +118,9 @@ def test_errors(tmp_path):
     with pytest.raises(InputError, match=r"bad\.fid: is not a readable IMOD model"):
         read_fid_model(bad)
     out = write_fid(tmp_path / "out.fid", ROWS)
-    with pytest.raises(InputError, match=r"out\.fid: object 1, contour 1, point 3: .*view 2 .*views 0\.\.1"):
+    with pytest.raises(
+        InputError, match=r"out\.fid: object 1, contour 1, point 3: .*view 2 .*views 0\.\.1"
+    ):
         read_fid_model(out, n_views=2)
     neg = write_fid(tmp_path / "neg.fid", [(0, 0, 1.0, 1.0, -1.0), (0, 0, 2.0, 2.0, 0.0)])
     with pytest.raises(InputError, match="neg.fid: object 1, contour 1, point 1"):
@@ -123,7 +129,9 @@ def test_errors(tmp_path):
     with pytest.raises(InputError, match=r"dup\.fid: object 1, contour 1 has two points on view 3"):
         read_fid_model(dup)
     with pytest.raises(InputError, match=r"only 2 lines"):
-        read_fid_model(out, prexg=np.tile([1, 0, 0, 1, 0, 0], (2, 1)), n_views=3, raw_size=(128, 96))
+        read_fid_model(
+            out, prexg=np.tile([1, 0, 0, 1, 0, 0], (2, 1)), n_views=3, raw_size=(128, 96)
+        )
 
 
 # Same layout as tiltalign writes it: '(i4,3f10.2,i7,i5,a,f12.5,a,2i6)' then '(i4,3f10.2,i7,i5)'
@@ -175,14 +183,27 @@ def test_fid_xyz_to_world_reprojects_like_tiltalign(tmp_path, flags):
     b = 2.0
     dims = (200, 160)  # binned preali; raw 400 x 320
     geom = ImodGeometry(
-        raw_size=(400, 320), ali_size=(380, 300), thickness=150.0, shift=(3.0, -7.0),
-        offset=(1.5, 2.0, -4.0), **flags,
+        raw_size=(400, 320),
+        ali_size=(380, 300),
+        thickness=150.0,
+        shift=(3.0, -7.0),
+        offset=(1.5, 2.0, -4.0),
+        **flags,
     )
     tilt = np.array([-60.0, -21.0, 0.0, 33.0, 57.0])
     theta = np.deg2rad(rng.uniform(-10, 10, tilt.size))
-    xf = np.c_[np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta), rng.uniform(-20, 20, (tilt.size, 2))]
+    xf = np.c_[
+        np.cos(theta),
+        -np.sin(theta),
+        np.sin(theta),
+        np.cos(theta),
+        rng.uniform(-20, 20, (tilt.size, 2)),
+    ]
     xyz = np.c_[rng.uniform(40, 160, 6), rng.uniform(30, 130, 6), rng.uniform(-30, 30, 6)]
-    text = "".join(f"{i + 1:4d}{x:10.2f}{y:10.2f}{z:10.2f}{1:7d}{i + 1:5d}\n" for i, (x, y, z) in enumerate(xyz))
+    text = "".join(
+        f"{i + 1:4d}{x:10.2f}{y:10.2f}{z:10.2f}{1:7d}{i + 1:5d}\n"
+        for i, (x, y, z) in enumerate(xyz)
+    )
     p = tmp_path / "fid.xyz"
     p.write_text(text)
     fid = read_fid_xyz(p)

@@ -13,7 +13,9 @@ from tiltflow.imod.comfile import parse_view_list, read_comfile, read_newst_com,
 from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.xf import read_xf
 
-FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
+FIXTURES = (
+    Path(__file__).parent / "data" / "fixtures"
+)  # copies of ../shared/fixtures (see its README)
 ETOMO = FIXTURES / "teamtomo__etomofiles" / "test_data" / "TS_001"
 YAIW_XF = FIXTURES / "teamtomo__yet-another-imod-wrapper" / "tests" / "test_data" / "xf_file.xf"
 
@@ -28,9 +30,15 @@ def write(tmp_path: Path, name: str, text: str, newline: str = "\n") -> Path:
 def test_read_xf_etomo_fixture() -> None:
     xf = read_xf(ETOMO / "TS_001.xf")
     assert xf.shape == (40, 6) and xf.dtype == np.float64
-    np.testing.assert_array_equal(xf[0], [0.1020875, 0.9947760, -0.9947760, 0.1020875, 2.395, -3.871])
-    np.testing.assert_array_equal(xf[1], [0.1023742, 0.9947464, -0.9947464, 0.1023742, 6.193, -0.115])
-    np.testing.assert_array_equal(xf[-1], [0.1004192, 0.9949457, -0.9949457, 0.1004192, -3.070, 0.039])
+    np.testing.assert_array_equal(
+        xf[0], [0.1020875, 0.9947760, -0.9947760, 0.1020875, 2.395, -3.871]
+    )
+    np.testing.assert_array_equal(
+        xf[1], [0.1023742, 0.9947464, -0.9947464, 0.1023742, 6.193, -0.115]
+    )
+    np.testing.assert_array_equal(
+        xf[-1], [0.1004192, 0.9949457, -0.9949457, 0.1004192, -3.070, 0.039]
+    )
     # README: the last two lines are identical (view 40 excluded)
     np.testing.assert_array_equal(xf[-1], xf[-2])
     # pure rotations: determinant 1 up to the rounding of 7 printed decimals
@@ -42,7 +50,9 @@ def test_read_xf_yaiw_fixture() -> None:
     xf = read_xf(YAIW_XF)
     assert xf.shape == (41, 6)
     assert xf[0, 4] == 342.263 and xf[0, 5] == 2006.328  # unsolved view 1, large shift
-    np.testing.assert_array_equal(xf[1], [0.0858208, 0.9963112, -0.9963112, 0.0858208, -94.252, -32.178])
+    np.testing.assert_array_equal(
+        xf[1], [0.0858208, 0.9963112, -0.9963112, 0.0858208, -94.252, -32.178]
+    )
     rot = np.degrees(np.arctan2(-xf[:, 2], xf[:, 0]))
     assert rot.min() == pytest.approx(85.08, abs=0.005)
     assert rot.max() == pytest.approx(85.64, abs=0.005)
@@ -74,7 +84,9 @@ def test_read_xf_malformed(tmp_path: Path, text: str, line: int, needle: str) ->
     p = write(tmp_path, "bad.xf", text)
     with pytest.raises(InputError) as err:
         read_xf(p)
-    assert "bad.xf" in str(err.value) and f"line {line}" in str(err.value) and needle in str(err.value)
+    assert (
+        "bad.xf" in str(err.value) and f"line {line}" in str(err.value) and needle in str(err.value)
+    )
     assert err.value.line == line
 
 
@@ -191,7 +203,9 @@ def test_read_comfile_keywords(tmp_path: Path) -> None:
 
 
 def test_read_comfile_repeated_and_equals(tmp_path: Path) -> None:
-    kw = read_comfile(write(tmp_path, "x.com", "$prog -StandardInput\nKEY a\nKEY = b\nOther=3\n", newline="\r\n"))
+    kw = read_comfile(
+        write(tmp_path, "x.com", "$prog -StandardInput\nKEY a\nKEY = b\nOther=3\n", newline="\r\n")
+    )
     assert kw["KEY"] == ["a", "b"] and kw["Other"] == ["3"]
 
 
@@ -207,15 +221,24 @@ def test_read_tilt_com(tmp_path: Path) -> None:
 
 
 def test_read_tilt_com_defaults(tmp_path: Path) -> None:
-    tc = read_tilt_com(write(tmp_path, "tilt.com", "$tilt -StandardInput\nInputProjections a.ali\n"))
+    tc = read_tilt_com(
+        write(tmp_path, "tilt.com", "$tilt -StandardInput\nInputProjections a.ali\n")
+    )
     assert tc.thickness is None and tc.full_image is None
-    assert tc.shift == (0.0, 0.0) and tc.offset == 0.0 and tc.x_axis_tilt == 0.0 and tc.exclude == ()
+    assert (
+        tc.shift == (0.0, 0.0) and tc.offset == 0.0 and tc.x_axis_tilt == 0.0 and tc.exclude == ()
+    )
 
 
 def test_read_tilt_com_lowercase_and_last_wins(tmp_path: Path) -> None:
     text = "$tilt\nthickness 100\nTHICKNESS 250.5\nfullimage 10,20\nshift 3\nOFFSET 2.0 5\n"
     tc = read_tilt_com(write(tmp_path, "tilt.com", text))
-    assert tc.thickness == 250.5 and tc.full_image == (10, 20) and tc.shift == (3.0, 0.0) and tc.offset == 2.0
+    assert (
+        tc.thickness == 250.5
+        and tc.full_image == (10, 20)
+        and tc.shift == (3.0, 0.0)
+        and tc.offset == 2.0
+    )
 
 
 @pytest.mark.parametrize(

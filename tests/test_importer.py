@@ -30,7 +30,9 @@ def xf_lines() -> np.ndarray:
     for k in range(NZ):
         a = np.deg2rad(86.0 + 0.1 * k)
         m = 1.0 + 0.001 * k
-        out.append([m * np.cos(a), -m * np.sin(a), m * np.sin(a), m * np.cos(a), *rng.uniform(-5, 5, 2)])
+        out.append(
+            [m * np.cos(a), -m * np.sin(a), m * np.sin(a), m * np.cos(a), *rng.uniform(-5, 5, 2)]
+        )
     out = np.array(out)
     # the values exactly as the .xf file (%12.7f x4, %12.3f x2) stores them
     return np.concatenate([np.round(out[:, :4], 7), np.round(out[:, 4:], 3)], axis=1)
@@ -52,7 +54,9 @@ def write_project(
         m.set_data(stack)
         m.voxel_size = pixel_size
     xf = xf_lines()
-    (d / "TS_01.xf").write_text("".join("%12.7f%12.7f%12.7f%12.7f%12.3f%12.3f\n" % tuple(r) for r in xf))
+    (d / "TS_01.xf").write_text(
+        "".join("%12.7f%12.7f%12.7f%12.7f%12.3f%12.3f\n" % tuple(r) for r in xf)
+    )
     tv = TILTS if tlt_values is None else tlt_values
     text = "\n".join(f"{t:.2f}" for t in tv)
     (d / "TS_01.tlt").write_text(text + ("\n" if tlt_final_newline else ""))
@@ -69,7 +73,9 @@ def write_project(
     lines = ["1 0 0.0 0.0 0 3"]
     lines.append(f"1 2 {TILTS[0]:.2f} {TILTS[1]:.2f} 3000.0 2900.0 12.5")
     for v in range(3, NZ + 1):
-        lines.append(f"{v} {v} {TILTS[v - 1]:.2f} {TILTS[v - 1]:.2f} {3000 + 10 * v:.1f} {2900 + 10 * v:.1f} {-20.0 + v:.1f}")
+        lines.append(
+            f"{v} {v} {TILTS[v - 1]:.2f} {TILTS[v - 1]:.2f} {3000 + 10 * v:.1f} {2900 + 10 * v:.1f} {-20.0 + v:.1f}"
+        )
     (d / "TS_01.defocus").write_text("\n".join(lines) + "\n")
     (d / "order.csv").write_text("".join(f"{i + 1},{a:.1f}\n" for i, a in enumerate(ORDER)))
     sheet = root / "import.star"
@@ -82,7 +88,9 @@ def write_project(
 
 
 def expected_proj(kept: list[int], **flags) -> np.ndarray:
-    geom = ImodGeometry(raw_size=(W, H), ali_size=(48, 64), thickness=40, shift=(1.5, -2.0), **flags)
+    geom = ImodGeometry(
+        raw_size=(W, H), ali_size=(48, 64), thickness=40, shift=(1.5, -2.0), **flags
+    )
     return projection_matrices(geom, xf_lines()[kept], TILTS[kept])
 
 
@@ -98,7 +106,11 @@ def test_plain_import_matches_hand_computed(tmp_path):
     # chronological rank of each stack view's angle x 2.5 e/A^2
     np.testing.assert_allclose(t.pre_exposure, np.array([6, 3, 2, 0, 1, 4, 5]) * 2.5)
     np.testing.assert_array_equal(t.ctf_scale, 1.0)
-    assert t.tilt_series.endswith("TS_01.mrc:mrc") and t.hand == -1.0 and t.optics_group == "opticsGroup1"
+    assert (
+        t.tilt_series.endswith("TS_01.mrc:mrc")
+        and t.hand == -1.0
+        and t.optics_group == "opticsGroup1"
+    )
     back = read_tomogram_set(tmp_path / "out" / "tomograms.star")["TS_01"]
     np.testing.assert_allclose(back.proj, t.proj, rtol=1e-11, atol=1e-9)
 
@@ -117,16 +129,24 @@ def test_flags(tmp_path, flags):
     sheet = write_project(tmp_path)
     opt_flags = {k: v for k, v in flags.items() if k != "offset"}
     off = flags.get("offset", (0.0, 0.0, 0.0))
-    opts = ImportOptions(angpix=10.0, offset_x=off[0], offset_y=off[1], offset_z=off[2], **opt_flags)
+    opts = ImportOptions(
+        angpix=10.0, offset_x=off[0], offset_y=off[1], offset_z=off[2], **opt_flags
+    )
     t = run_import(sheet, tmp_path / "t.star", opts)["TS_01"]
-    np.testing.assert_allclose(t.proj, expected_proj(list(range(NZ)), offset=off, **opt_flags), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        t.proj, expected_proj(list(range(NZ)), offset=off, **opt_flags), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_thick_override_and_ali_size(tmp_path):
     sheet = write_project(tmp_path)
-    t = run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0, thickness=55.0, ali_size=True))["TS_01"]
+    t = run_import(
+        sheet, tmp_path / "t.star", ImportOptions(angpix=10.0, thickness=55.0, ali_size=True)
+    )["TS_01"]
     geom = ImodGeometry(raw_size=(W, H), ali_size=(48, 64), thickness=55.0, shift=(1.5, -2.0))
-    np.testing.assert_allclose(t.proj, projection_matrices(geom, xf_lines(), TILTS), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        t.proj, projection_matrices(geom, xf_lines(), TILTS), rtol=1e-9, atol=1e-9
+    )
     assert t.size == (48, 55, 64)
 
 
@@ -171,20 +191,42 @@ def test_tsv_sheet_imports_like_the_star(tmp_path):
     star = write_project(tmp_path)
     d = tmp_path / "imod" / "TS_01"
     tsv = tmp_path / "sheet.tsv"
-    tsv.write_text("name\timod_dir\ttilt_series\tctfplotter\torder_list\tdose\n"
-                   f"TS_01\t{d}\t{d}/TS_01.mrc:mrc\t{d}/TS_01.defocus\t{d}/order.csv\t2.5\n")
-    assert read_import_rows(tsv, ImportOptions(angpix=10.0)) == read_import_rows(star, ImportOptions(angpix=10.0))
+    tsv.write_text(
+        "name\timod_dir\ttilt_series\tctfplotter\torder_list\tdose\n"
+        f"TS_01\t{d}\t{d}/TS_01.mrc:mrc\t{d}/TS_01.defocus\t{d}/order.csv\t2.5\n"
+    )
+    assert read_import_rows(tsv, ImportOptions(angpix=10.0)) == read_import_rows(
+        star, ImportOptions(angpix=10.0)
+    )
     run_import(star, tmp_path / "a" / "tomograms.star", ImportOptions(angpix=10.0))
     run_import(tsv, tmp_path / "b" / "tomograms.star", ImportOptions(angpix=10.0))
-    assert (tmp_path / "a" / "tomograms.star").read_text() == (tmp_path / "b" / "tomograms.star").read_text()
+    assert (tmp_path / "a" / "tomograms.star").read_text() == (
+        tmp_path / "b" / "tomograms.star"
+    ).read_text()
 
 
 def test_cli_writes_same_as_library(tmp_path):
     sheet = write_project(tmp_path)
-    assert main(["import-imod", "--i", str(sheet), "--o", str(tmp_path / "cli.star"), "--angpix", "10", "--flipYZ"]) == 0
+    assert (
+        main(
+            [
+                "import-imod",
+                "--i",
+                str(sheet),
+                "--o",
+                str(tmp_path / "cli.star"),
+                "--angpix",
+                "10",
+                "--flipYZ",
+            ]
+        )
+        == 0
+    )
     lib = run_import(sheet, tmp_path / "lib.star", ImportOptions(angpix=10.0, flip_yz=True))
     cli = read_tomogram_set(tmp_path / "cli.star")
-    np.testing.assert_array_equal(cli["TS_01"].proj, read_tomogram_set(tmp_path / "lib.star")["TS_01"].proj)
+    np.testing.assert_array_equal(
+        cli["TS_01"].proj, read_tomogram_set(tmp_path / "lib.star")["TS_01"].proj
+    )
     assert len(lib) == 1
 
 
@@ -193,7 +235,9 @@ def test_cli_writes_same_as_library(tmp_path):
 
 def test_wrong_pixel_size_is_refused(tmp_path):
     sheet = write_project(tmp_path, pixel_size=20.0)
-    with pytest.raises(InputError, match=r"TS_01.mrc: header pixel size 20 Å differs from --angpix 10"):
+    with pytest.raises(
+        InputError, match=r"TS_01.mrc: header pixel size 20 Å differs from --angpix 10"
+    ):
         run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0))
     assert not (tmp_path / "t.star").exists()
 
@@ -235,7 +279,9 @@ def test_missing_dose_and_order(tmp_path):
     with pytest.raises(InputError, match="no fractional dose"):
         run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0))
     # --fd fills it in, as in RELION
-    t = run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0, fractional_dose=2.0))["TS_01"]
+    t = run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0, fractional_dose=2.0))[
+        "TS_01"
+    ]
     assert t.fractional_dose == 2.0
 
 
@@ -248,7 +294,10 @@ def test_unknown_option_and_bad_values():
 
 def test_cli_reports_error_without_traceback(tmp_path, capsys):
     sheet = write_project(tmp_path, pixel_size=20.0)
-    assert main(["import-imod", "--i", str(sheet), "--o", str(tmp_path / "x.star"), "--angpix", "10"]) == 2
+    assert (
+        main(["import-imod", "--i", str(sheet), "--o", str(tmp_path / "x.star"), "--angpix", "10"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err and "TS_01.mrc" in err
 
@@ -256,9 +305,18 @@ def test_cli_reports_error_without_traceback(tmp_path, capsys):
 def test_ctffind_source_gives_angstrom_values_unchanged(tmp_path):
     sheet = write_project(tmp_path, exclude="3")
     d = tmp_path / "imod" / "TS_01"
-    rows = [f"{k + 1}.000000 {20000 + 100 * k:.2f} {19000 + 100 * k:.2f} {-30 + k:.2f} 0.000000 0.05 8.0" for k in range(NZ)]
-    (d / "ctffind.txt").write_text("# Output from CTFFind version 4.1.14\n# Columns: ...\n" + "\n".join(rows) + "\n")
-    sheet.write_text(sheet.read_text().replace("_rlnTomoImportCtfPlotterFile", "_rlnTomoImportCtfFindFile").replace("TS_01.defocus", "ctffind.txt"))
+    rows = [
+        f"{k + 1}.000000 {20000 + 100 * k:.2f} {19000 + 100 * k:.2f} {-30 + k:.2f} 0.000000 0.05 8.0"
+        for k in range(NZ)
+    ]
+    (d / "ctffind.txt").write_text(
+        "# Output from CTFFind version 4.1.14\n# Columns: ...\n" + "\n".join(rows) + "\n"
+    )
+    sheet.write_text(
+        sheet.read_text()
+        .replace("_rlnTomoImportCtfPlotterFile", "_rlnTomoImportCtfFindFile")
+        .replace("TS_01.defocus", "ctffind.txt")
+    )
     t = run_import(sheet, tmp_path / "t.star", ImportOptions(angpix=10.0))["TS_01"]
     kept = np.array([0, 1, 3, 4, 5, 6])
     np.testing.assert_allclose(t.defocus_u, 20000 + 100 * kept)

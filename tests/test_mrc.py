@@ -13,7 +13,9 @@ import pytest
 from tiltflow.errors import InputError
 from tiltflow.io.mrc import StackHeader, read_header, read_stack, write_stack
 
-FIXTURES = Path(__file__).parent / "data" / "fixtures"  # copies of ../shared/fixtures (see its README)
+FIXTURES = (
+    Path(__file__).parent / "data" / "fixtures"
+)  # copies of ../shared/fixtures (see its README)
 TS_ST = FIXTURES / "teamtomo__etomofiles" / "test_data" / "TS_001" / "TS_001.st"
 
 

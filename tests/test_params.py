@@ -22,7 +22,9 @@ class Example:
 
 
 def test_values_are_converted_to_the_annotated_types():
-    e = params_from_dict(Example, {"count": 3.0, "scale": 2, "size": [5, 6], "views": [1, 3], "maybe": 4}, "ex")
+    e = params_from_dict(
+        Example, {"count": 3.0, "scale": 2, "size": [5, 6], "views": [1, 3], "maybe": 4}, "ex"
+    )
     assert e == Example(count=3, scale=2.0, size=(5, 6), views=(1, 3), maybe=4.0)
     assert isinstance(e.count, int) and isinstance(e.scale, float) and isinstance(e.maybe, float)
     assert params_from_dict(Example, {"maybe": None}, "ex").maybe is None

@@ -24,7 +24,9 @@ from tiltflow.geometry import project, tomogram_centre
 from tiltflow.importer import ImportOptions, run_import
 from tiltflow.simulate import SimulationParams, Truth, simulate_dataset
 
-PERTURBED = dict(perturb_tilt_deg=1.0, perturb_rotation_deg=0.5, perturb_shift_px=10.0, perturb_mag=0.01)
+PERTURBED = dict(
+    perturb_tilt_deg=1.0, perturb_rotation_deg=0.5, perturb_shift_px=10.0, perturb_mag=0.01
+)
 
 
 def run_chain(tmp_path: Path, params: SimulationParams, flip_yz: bool):
@@ -32,7 +34,11 @@ def run_chain(tmp_path: Path, params: SimulationParams, flip_yz: bool):
     os.chdir(tmp_path)
     try:
         import_star = simulate_dataset(params, Path("sim"), ["TS"])
-        run_import(import_star, Path("import/tomograms.star"), ImportOptions(angpix=params.pixel_size, flip_yz=flip_yz))
+        run_import(
+            import_star,
+            Path("import/tomograms.star"),
+            ImportOptions(angpix=params.pixel_size, flip_yz=flip_yz),
+        )
         run_find_fiducials(Path("import/tomograms.star"), Path("fiducials"), FiducialParams())
         tomo = run_align(Path("fiducials/tomograms.star"), Path("align"), AlignParams())["TS"]
         beads = read_fiducials(Path(tomo.extra["rlnTomoFiducialsStarFile"]), tomo.pixel_size)
@@ -60,8 +66,14 @@ def reprojection_errors(tomo, beads, truth) -> tuple[np.ndarray, int]:
 )
 def test_perturbed_import_is_recovered(tmp_path, flip_yz, pixel_size, tilt_step, dose, seed):
     params = SimulationParams(
-        raw_size=(512, 512), pixel_size=pixel_size, tilt_step=tilt_step, dose_per_tilt=dose,
-        n_beads=30, seed=seed, flip_yz=flip_yz, **PERTURBED,
+        raw_size=(512, 512),
+        pixel_size=pixel_size,
+        tilt_step=tilt_step,
+        dose_per_tilt=dose,
+        n_beads=30,
+        seed=seed,
+        flip_yz=flip_yz,
+        **PERTURBED,
     )
     tomo, beads, truth = run_chain(tmp_path, params, flip_yz)
     err, found = reprojection_errors(tomo, beads, truth)
@@ -74,7 +86,9 @@ def test_true_alignment_stays_put(tmp_path):
     params = SimulationParams(raw_size=(512, 512), n_beads=30, seed=1)
     tomo, beads, truth = run_chain(tmp_path, params, flip_yz=False)
     centre = np.append(tomogram_centre(tomo.size), 1.0)
-    moved = np.linalg.norm((tomo.proj @ centre)[:, :2] - (truth.proj[truth.kept] @ centre)[:, :2], axis=1)
+    moved = np.linalg.norm(
+        (tomo.proj @ centre)[:, :2] - (truth.proj[truth.kept] @ centre)[:, :2], axis=1
+    )
     assert moved.max() <= 0.1
     err, _ = reprojection_errors(tomo, beads, truth)
     assert err.mean() <= 0.1

@@ -39,7 +39,9 @@ def in_tmp(tmp_path):
     ],
 )
 def test_import_of_simulation_reprojects_truth(in_tmp, flags, excluded):
-    params = SimulationParams(raw_size=(200, 180), n_beads=12, excluded_views=excluded, seed=7, **flags)
+    params = SimulationParams(
+        raw_size=(200, 180), n_beads=12, excluded_views=excluded, seed=7, **flags
+    )
     import_star = simulate_dataset(params, Path("sim"), ["TS_A", "TS_B"])
     out = Path("import/tomograms.star")
     run_import(import_star, out, ImportOptions(angpix=params.pixel_size, **flags))
@@ -61,7 +63,9 @@ def test_unequal_doses_reach_pre_exposure_through_the_mdoc(in_tmp):
     params = SimulationParams(raw_size=(128, 128), n_beads=5, dose_profile="cosine", seed=3)
     import_star = simulate_dataset(params, Path("sim"), ["TS_C"])
     assert "_tfMdocFile" in import_star.read_text()
-    t = run_import(import_star, Path("imp/tomograms.star"), ImportOptions(angpix=params.pixel_size))["TS_C"]
+    t = run_import(
+        import_star, Path("imp/tomograms.star"), ImportOptions(angpix=params.pixel_size)
+    )["TS_C"]
     truth = Truth.from_json(Path("sim/TS_C/truth.json"))
     assert np.ptp(truth.dose) > 0.5  # really unequal
     np.testing.assert_allclose(t.pre_exposure, truth.pre_exposure, rtol=1e-5, atol=1e-5)
@@ -77,7 +81,9 @@ def test_relion_type_suffix_reaches_every_step(in_tmp):
     params = SimulationParams(raw_size=(160, 160), n_beads=6, seed=2)
     import_star = simulate_dataset(params, Path("sim"), ["TS_M"])
     import_star.write_text(import_star.read_text().replace("TS_M.mrc ", "TS_M.mrc:mrc "))
-    t = run_import(import_star, Path("imp/tomograms.star"), ImportOptions(angpix=params.pixel_size))["TS_M"]
+    t = run_import(
+        import_star, Path("imp/tomograms.star"), ImportOptions(angpix=params.pixel_size)
+    )["TS_M"]
     assert t.tilt_series == "sim/TS_M/TS_M.mrc:mrc"
     fid = run_find_fiducials(Path("imp/tomograms.star"), Path("fid"), FiducialParams())["TS_M"]
     assert fid.tilt_series == t.tilt_series

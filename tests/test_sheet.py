@@ -34,8 +34,13 @@ def write(path: Path, text: str) -> Path:
 
 def test_star_sheet(tmp_path: Path) -> None:
     df = read_sheet(write(tmp_path / "import.star", STAR))
-    assert list(df.columns) == ["rlnTomoName", "rlnTomoImportImodDir", "rlnTomoTiltSeriesName",
-                                "rlnTomoImportCtfPlotterFile", "rlnTomoImportFractionalDose"]
+    assert list(df.columns) == [
+        "rlnTomoName",
+        "rlnTomoImportImodDir",
+        "rlnTomoTiltSeriesName",
+        "rlnTomoImportCtfPlotterFile",
+        "rlnTomoImportFractionalDose",
+    ]
     # names and paths stay text ("001" is not the number 1); doses are numbers
     assert df["rlnTomoName"].tolist() == ["001", "TS_b"]
     assert df["rlnTomoTiltSeriesName"].tolist() == ["imod/a/a.st:mrc", "imod/b/b.mrc"]
@@ -44,26 +49,50 @@ def test_star_sheet(tmp_path: Path) -> None:
 
 
 def test_tsv_friendly_columns(tmp_path: Path) -> None:
-    tsv = write(tmp_path / "sheet.tsv",
-                "# a comment\nname\timod_dir\ttilt_series\tctfplotter\tdose\tmdoc\toffset_z\n\n"
-                "A\timod/A\timod/A/A.st\timod/A/A.defocus\t3\timod/A/A.mdoc\t-12.5\n")
+    tsv = write(
+        tmp_path / "sheet.tsv",
+        "# a comment\nname\timod_dir\ttilt_series\tctfplotter\tdose\tmdoc\toffset_z\n\n"
+        "A\timod/A\timod/A/A.st\timod/A/A.defocus\t3\timod/A/A.mdoc\t-12.5\n",
+    )
     df = read_sheet(tsv)
-    assert list(df.columns) == ["rlnTomoName", "rlnTomoImportImodDir", "rlnTomoTiltSeriesName",
-                                "rlnTomoImportCtfPlotterFile", "rlnTomoImportFractionalDose", "tfMdocFile",
-                                "rlnTomoImportOffsetZ"]
-    assert df.iloc[0].tolist() == ["A", "imod/A", "imod/A/A.st", "imod/A/A.defocus", 3.0, "imod/A/A.mdoc", -12.5]
+    assert list(df.columns) == [
+        "rlnTomoName",
+        "rlnTomoImportImodDir",
+        "rlnTomoTiltSeriesName",
+        "rlnTomoImportCtfPlotterFile",
+        "rlnTomoImportFractionalDose",
+        "tfMdocFile",
+        "rlnTomoImportOffsetZ",
+    ]
+    assert df.iloc[0].tolist() == [
+        "A",
+        "imod/A",
+        "imod/A/A.st",
+        "imod/A/A.defocus",
+        3.0,
+        "imod/A/A.mdoc",
+        -12.5,
+    ]
     assert sheet_names(tsv) == ["A"]
 
 
 def test_tsv_relion_labels_with_and_without_underscore(tmp_path: Path) -> None:
-    tsv = write(tmp_path / "sheet.tsv",
-                "_rlnTomoImportImodDir\trlnTomoTiltSeriesName\t_rlnTomoImportCtfFindFile\ttfMdocFile\n"
-                "imod/A\timod/A/A.st\timod/A/ctf.txt\timod/A/A.mdoc\n")
+    tsv = write(
+        tmp_path / "sheet.tsv",
+        "_rlnTomoImportImodDir\trlnTomoTiltSeriesName\t_rlnTomoImportCtfFindFile\ttfMdocFile\n"
+        "imod/A\timod/A/A.st\timod/A/ctf.txt\timod/A/A.mdoc\n",
+    )
     df = read_sheet(tsv)
-    assert list(df.columns) == ["rlnTomoImportImodDir", "rlnTomoTiltSeriesName", "rlnTomoImportCtfFindFile",
-                                "tfMdocFile"]
-    friendly = write(tmp_path / "friendly.tsv",
-                     "imod_dir\ttilt_series\tctffind\tmdoc\nimod/A\timod/A/A.st\timod/A/ctf.txt\timod/A/A.mdoc\n")
+    assert list(df.columns) == [
+        "rlnTomoImportImodDir",
+        "rlnTomoTiltSeriesName",
+        "rlnTomoImportCtfFindFile",
+        "tfMdocFile",
+    ]
+    friendly = write(
+        tmp_path / "friendly.tsv",
+        "imod_dir\ttilt_series\tctffind\tmdoc\nimod/A\timod/A/A.st\timod/A/ctf.txt\timod/A/A.mdoc\n",
+    )
     assert read_sheet(friendly).equals(df)
 
 
@@ -71,18 +100,24 @@ def test_default_name_keeps_directories(tmp_path: Path) -> None:
     assert relion_tomogram_name("tomograms/TS_01/01.mrc:mrc") == "tomograms/TS_01/01"
     assert relion_tomogram_name("TS_01.st") == "TS_01"
     assert relion_tomogram_name("noext") == "noext"
-    star = write(tmp_path / "import.star",
-                 "data_\n\nloop_\n_rlnTomoImportImodDir\n_rlnTomoTiltSeriesName\n"
-                 "imod/a tomograms/TS_01/01.mrc:mrc\nimod/b TS_02.st\n")
+    star = write(
+        tmp_path / "import.star",
+        "data_\n\nloop_\n_rlnTomoImportImodDir\n_rlnTomoTiltSeriesName\n"
+        "imod/a tomograms/TS_01/01.mrc:mrc\nimod/b TS_02.st\n",
+    )
     assert sheet_names(star) == ["tomograms/TS_01/01", "TS_02"]
     # --root is prefixed before the name is derived, as RELION does (a '/' is added when missing)
     assert sheet_names(star, root="/data") == ["/data/tomograms/TS_01/01", "/data/TS_02"]
-    tsv = write(tmp_path / "sheet.tsv", "imod_dir\ttilt_series\nimod/a\ttomograms/TS_01/01.mrc:mrc\n")
+    tsv = write(
+        tmp_path / "sheet.tsv", "imod_dir\ttilt_series\nimod/a\ttomograms/TS_01/01.mrc:mrc\n"
+    )
     assert sheet_names(tsv) == ["tomograms/TS_01/01"]
 
 
 def test_unknown_tsv_column_is_named_with_the_known_ones(tmp_path: Path) -> None:
-    tsv = write(tmp_path / "sheet.tsv", "name\timod_dir\ttilt_series\tdefocus\nA\timod/A\tA.st\tx\n")
+    tsv = write(
+        tmp_path / "sheet.tsv", "name\timod_dir\ttilt_series\tdefocus\nA\timod/A\tA.st\tx\n"
+    )
     with pytest.raises(InputError) as err:
         read_sheet(tsv)
     msg = str(err.value)
@@ -95,8 +130,10 @@ def test_duplicate_names(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"duplicate tomogram names \['A'\]"):
         sheet_names(tsv)
     # a default name equal to an explicit one is a duplicate too
-    star = write(tmp_path / "import.star",
-                 "data_\n\nloop_\n_rlnTomoImportImodDir\n_rlnTomoTiltSeriesName\nx x.st\ny x.mrc\n")
+    star = write(
+        tmp_path / "import.star",
+        "data_\n\nloop_\n_rlnTomoImportImodDir\n_rlnTomoTiltSeriesName\nx x.st\ny x.mrc\n",
+    )
     with pytest.raises(InputError, match="duplicate"):
         sheet_names(star)
 
@@ -122,15 +159,22 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_write_import_star_round_trips(tmp_path: Path) -> None:
-    tsv = write(tmp_path / "sheet.tsv",
-                "dose\ttilt_series\timod_dir\tname\tctfplotter\n2.5\timod/A/A.st\timod/A\tA\timod/A/A.defocus\n")
+    tsv = write(
+        tmp_path / "sheet.tsv",
+        "dose\ttilt_series\timod_dir\tname\tctfplotter\n2.5\timod/A/A.st\timod/A\tA\timod/A/A.defocus\n",
+    )
     out = tmp_path / "out" / "import.star"
     write_import_star(read_sheet(tsv), out)
     text = out.read_text()
     block = next(iter(read_star(out).values()))
     # canonical label order, numbers as numbers
-    assert list(block.columns) == ["rlnTomoName", "rlnTomoImportImodDir", "rlnTomoTiltSeriesName",
-                                   "rlnTomoImportCtfPlotterFile", "rlnTomoImportFractionalDose"]
+    assert list(block.columns) == [
+        "rlnTomoName",
+        "rlnTomoImportImodDir",
+        "rlnTomoTiltSeriesName",
+        "rlnTomoImportCtfPlotterFile",
+        "rlnTomoImportFractionalDose",
+    ]
     assert "A imod/A imod/A/A.st imod/A/A.defocus 2.5\n" in text
     # the written STAR reads back as the same table and gives the same names
     assert read_sheet(out).equals(read_sheet(tsv)[list(block.columns)])

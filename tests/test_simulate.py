@@ -21,7 +21,9 @@ from tiltflow.simulate import (
 )
 
 #: a small, fast case (13 tilts of 128² px)
-SMALL = dict(raw_size=(128, 128), tilt_step=10.0, n_beads=6, thickness_px=120, ice_thickness_nm=60.0)
+SMALL = dict(
+    raw_size=(128, 128), tilt_step=10.0, n_beads=6, thickness_px=120, ice_thickness_nm=60.0
+)
 
 
 def small(**kw: object) -> SimulationParams:
@@ -31,11 +33,15 @@ def small(**kw: object) -> SimulationParams:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 # ----------------------------------------------------------------------------- determinism
-def test_same_seed_identical_files_other_seed_differs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_seed_identical_files_other_seed_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     params = small(excluded_views=(1,), perturb_tilt_deg=0.5, dose_profile="cosine")
     runs = {}
     for tag, seed in (("a", 0), ("b", 0), ("c", 1)):
@@ -79,7 +85,9 @@ def test_import_star_and_project_files(tmp_path: Path, monkeypatch: pytest.Monke
 
 # ----------------------------------------------------------------------------- truth / geometry
 @pytest.mark.parametrize("flags", [(False, False), (True, False), (True, True)])
-def test_truth_consistent_and_written_alignment_reproduces_it(tmp_path: Path, flags: tuple[bool, bool]) -> None:
+def test_truth_consistent_and_written_alignment_reproduces_it(
+    tmp_path: Path, flags: tuple[bool, bool]
+) -> None:
     params = small(flip_yz=flags[0], flip_z=flags[1], excluded_views=(2, 13), noise=False)
     ts = simulate_tilt_series(params)
     t = ts.truth
@@ -107,7 +115,9 @@ def test_truth_consistent_and_written_alignment_reproduces_it(tmp_path: Path, fl
 
 
 def test_perturbation_within_bounds_and_tilt_axis_convention() -> None:
-    params = small(perturb_tilt_deg=1.0, perturb_rotation_deg=0.5, perturb_shift_px=10.0, perturb_mag=0.01)
+    params = small(
+        perturb_tilt_deg=1.0, perturb_rotation_deg=0.5, perturb_shift_px=10.0, perturb_mag=0.01
+    )
     t = simulate_tilt_series(params).truth
     dt = t.tilt_written_deg - t.tilt_true_deg
     assert np.all(np.abs(dt) <= 1.0 + 1e-4) and np.std(dt) > 0.2
@@ -180,12 +190,21 @@ def test_dark_beads_at_projected_positions() -> None:
     noisy = simulate_tilt_series(params.replace(noise=True))
     c = t.beads_2d[6, 0]
     d = np.hypot(xx - c[0], yy - c[1])
-    assert noisy.stack[6][d <= r - 0.5].mean() < 0.9 * noisy.stack[6][(d >= 1.5 * r) & (d <= 2.5 * r)].mean()
+    assert (
+        noisy.stack[6][d <= r - 0.5].mean()
+        < 0.9 * noisy.stack[6][(d >= 1.5 * r) & (d <= 2.5 * r)].mean()
+    )
 
 
 @pytest.mark.parametrize("noise", [False, True])
 def test_background_follows_beer_lambert(noise: bool) -> None:
-    params = small(n_beads=0, noise=noise, dose_per_tilt=50.0, ice_pretilt_deg=(8.0, 5.0), dose_profile="cosine")
+    params = small(
+        n_beads=0,
+        noise=noise,
+        dose_per_tilt=50.0,
+        ice_pretilt_deg=(8.0, 5.0),
+        dose_profile="cosine",
+    )
     ts = simulate_tilt_series(params)
     t = ts.truth
     t_rel = params.ice_thickness_nm / params.mean_free_path_nm
@@ -254,7 +273,9 @@ def test_unequal_dose_profile_in_mdoc_and_order_list(tmp_path: Path) -> None:
     np.testing.assert_array_equal(chrono_from_mdoc, t.chrono_index)
     order = [line.split(",") for line in paths["order_list"].read_text().split()]
     assert [int(i) for i, _ in order] == list(range(1, t.n_raw + 1))
-    np.testing.assert_allclose([float(a) for _, a in order], t.tilt_true_deg[np.argsort(t.chrono_index)])
+    np.testing.assert_allclose(
+        [float(a) for _, a in order], t.tilt_true_deg[np.argsort(t.chrono_index)]
+    )
     pre = np.zeros(t.n_raw)
     seq = np.argsort(t.chrono_index)
     pre[seq] = np.concatenate([[0], np.cumsum(t.dose[seq])[:-1]])
@@ -264,7 +285,9 @@ def test_unequal_dose_profile_in_mdoc_and_order_list(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- config / CLI
 def test_params_from_dict_and_errors() -> None:
-    p = SimulationParams.from_dict({"raw_size": [64, 96], "excluded_views": [1, 2], "ice_pretilt_deg": [1, 2]})
+    p = SimulationParams.from_dict(
+        {"raw_size": [64, 96], "excluded_views": [1, 2], "ice_pretilt_deg": [1, 2]}
+    )
     assert p.raw_size == (64, 96) and p.excluded_views == (1, 2) and p.ice_pretilt_deg == (1.0, 2.0)
     assert SimulationParams.from_dict(p.to_dict()) == p
     with pytest.raises(ConfigError, match="unknown"):
@@ -283,14 +306,34 @@ def test_params_from_dict_and_errors() -> None:
         simulate_tilt_series(small(n_beads=500))
 
 
-def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tiltflow.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cfg.yaml").write_text("n_beads: 5\nthickness_px: 100\n")
     rc = main(
-        ["simulate", "--o", "sim", "--names", "X1,X2", "--seed", "4", "--config", "cfg.yaml", "--size", "96",
-         "--tilt-step", "15", "--perturb-tilt", "0.5", "--exclude", "1", "--flipZ"]
+        [
+            "simulate",
+            "--o",
+            "sim",
+            "--names",
+            "X1,X2",
+            "--seed",
+            "4",
+            "--config",
+            "cfg.yaml",
+            "--size",
+            "96",
+            "--tilt-step",
+            "15",
+            "--perturb-tilt",
+            "0.5",
+            "--exclude",
+            "1",
+            "--flipZ",
+        ]
     )
     assert rc == 0
     t = Truth.from_json("sim/X2/truth.json")
@@ -303,12 +346,16 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 
 # ----------------------------------------------------------------------------- importer cross-check
-def test_importer_reproduces_simulated_tomogram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_importer_reproduces_simulated_tomogram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     importer = pytest.importorskip("tiltflow.importer")
     from tiltflow.simulate.dataset import derived_seed
 
     monkeypatch.chdir(tmp_path)
-    params = small(excluded_views=(3,), perturb_tilt_deg=0.5, perturb_shift_px=3.0, flip_yz=True, flip_z=True)
+    params = small(
+        excluded_views=(3,), perturb_tilt_deg=0.5, perturb_shift_px=3.0, flip_yz=True, flip_z=True
+    )
     star = simulate_dataset(params, Path("p"), ["TS_01"])
     tomos = importer.run_import(
         star, "tomograms.star", importer.ImportOptions(angpix=10.0, flip_yz=True, flip_z=True)
@@ -330,7 +377,9 @@ def test_non_square_aligned_size(tmp_path: Path) -> None:
     assert "FULLIMAGE 128 160" in paths["tilt"].read_text()
     assert "SizeToOutputInXandY\t128,160" in paths["newst"].read_text()
     geom = ImodGeometry((160, 128), (128, 160), t.thickness)
-    np.testing.assert_allclose(projection_matrices(geom, t.xf_true, t.tilt_true_deg), t.proj, atol=1e-12)
+    np.testing.assert_allclose(
+        projection_matrices(geom, t.xf_true, t.tilt_true_deg), t.proj, atol=1e-12
+    )
     assert ts.tomogram().size == (128, 120, 160)
     assert ts.stack.shape == (13, 128, 160)
     i0 = int(np.argmin(np.abs(t.tilt_true_deg)))

@@ -68,12 +68,19 @@ def test_writing_is_byte_identical(tmp_path):
 
 
 def test_optional_labels_written_after_required(tmp_path):
-    t = make_tomo().replace(extra={"rlnTomoRelativeIceThickness": 0.5, "rlnTomoFiducialsStarFile": "f/fid.star"})
+    t = make_tomo().replace(
+        extra={"rlnTomoRelativeIceThickness": 0.5, "rlnTomoFiducialsStarFile": "f/fid.star"}
+    )
     write_tomogram_set(tmp_path / "x.star", TomogramSet((t,)))
     text = (tmp_path / "x.star").read_text()
-    assert text.index("_rlnTomoFiducialsStarFile #14") < text.index("_rlnTomoRelativeIceThickness #15")
+    assert text.index("_rlnTomoFiducialsStarFile #14") < text.index(
+        "_rlnTomoRelativeIceThickness #15"
+    )
     back = read_tomogram_set(tmp_path / "x.star")["TS_01"]
-    assert back.extra == {"rlnTomoFiducialsStarFile": "f/fid.star", "rlnTomoRelativeIceThickness": 0.5}
+    assert back.extra == {
+        "rlnTomoFiducialsStarFile": "f/fid.star",
+        "rlnTomoRelativeIceThickness": 0.5,
+    }
 
 
 def test_inconsistent_optional_label_refused(tmp_path):
@@ -91,7 +98,9 @@ def test_missing_table_and_bad_vector_are_clear(tmp_path):
     bad.write_text(text.replace("data_TS_01", "data_TS_99"))
     with pytest.raises(InputError, match="bad.star.*TS_01.*no data_TS_01 block"):
         read_tomogram_set(bad)
-    first_vec = text.split("\n")[text.split("\n").index("_rlnMicrographPreExposure #9") + 1].split()[0]
+    first_vec = text.split("\n")[
+        text.split("\n").index("_rlnMicrographPreExposure #9") + 1
+    ].split()[0]
     bad.write_text(text.replace(first_vec, "[1,2,3]", 1))
     with pytest.raises(InputError, match="expected 4 finite numbers"):
         read_tomogram_set(bad)
@@ -108,7 +117,9 @@ def test_gather_lists_missing_tomograms(tmp_path):
     for name in ("A", "B"):
         write_tomogram_set(tmp_path / f"{name}.star", TomogramSet((make_tomo(name),)))
     out = tmp_path / "all.star"
-    merged = gather_sets([tmp_path / "A.star", tmp_path / "B.star"], out, missing={"C": "no beads\nfound"})
+    merged = gather_sets(
+        [tmp_path / "A.star", tmp_path / "B.star"], out, missing={"C": "no beads\nfound"}
+    )
     assert merged.names == ["A", "B"]
     assert "# missing C: no beads found\n" in out.read_text()
     assert read_tomogram_set(out).names == ["A", "B"]

@@ -22,6 +22,7 @@ WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
 NAMES = ("TS_01", "TS_02", "TS_03")
 STEPS = ("import", "fiducials", "align", "ice")
 
+
 def copy_workflow(dest: Path) -> Path:
     """A project directory holding a copy of the workflow (tests never write into the repo)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -34,12 +35,16 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    cwd: Path, *args: str, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", *args]
     full_env = dict(os.environ)
     full_env.pop("SNAKEMAKE_PROFILE", None)
     full_env.update(env or {})
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -59,7 +64,16 @@ def write_config(path: Path, overlay: dict) -> Path:
 
 
 def expected_counts(n: int, source: str = "simulate") -> dict[str, int]:
-    out = {source: 1, "imod_import": n, "fiducials": n, "align": n, "ice": n, "qc": n, "qc_summary": 1, "all": 1}
+    out = {
+        source: 1,
+        "imod_import": n,
+        "fiducials": n,
+        "align": n,
+        "ice": n,
+        "qc": n,
+        "qc_summary": 1,
+        "all": 1,
+    }
     out.update({f"gather_{s}": 1 for s in STEPS})
     return out
 
@@ -119,7 +133,10 @@ def test_dry_run_with_profile(project: Path, profile: str) -> None:
 
 
 def test_dry_run_slurm_gpu_rules_request_gpu(project: Path) -> None:
-    overlay = {"device": "gpu", "resources": {"gpu": {"gpu": 1, "gpu_model": "h200", "slurm_partition": "gpuq"}}}
+    overlay = {
+        "device": "gpu",
+        "resources": {"gpu": {"gpu": 1, "gpu_model": "h200", "slurm_partition": "gpuq"}},
+    }
     cfg = write_config(project / "gpu.yaml", overlay)
     r = snakemake(project, "-n", "--profile", "profiles/slurm", "--configfile", str(cfg))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -135,7 +152,10 @@ def test_dry_run_slurm_gpu_rules_request_gpu(project: Path) -> None:
 def test_200_tomograms_dry_run_is_fast(project: Path) -> None:
     sheet = project / "sheet.tsv"
     lines = ["name\timod_dir\ttilt_series\tctfplotter"]
-    lines += [f"T{i:03d}\timod/T{i:03d}\timod/T{i:03d}/T{i:03d}.st\timod/T{i:03d}/T{i:03d}.defocus" for i in range(200)]
+    lines += [
+        f"T{i:03d}\timod/T{i:03d}\timod/T{i:03d}/T{i:03d}.st\timod/T{i:03d}/T{i:03d}.defocus"
+        for i in range(200)
+    ]
     sheet.write_text("\n".join(lines) + "\n")
     cfg = write_config(project / "big.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
     t0 = time.perf_counter()
@@ -170,8 +190,10 @@ def test_default_name_with_directories_needs_a_name_column(project: Path) -> Non
     cfg = write_config(project / "star.yaml", {"tomograms": {"sheet": "import.star"}})
     r = snakemake(project, "-n", "--configfile", str(cfg))
     assert r.returncode != 0
-    assert ("tomogram name 'imod/a/TS_a' (RELION's default from the tilt-series path) cannot be used as a "
-            "workflow wildcard; add a rlnTomoName column") in r.stdout + r.stderr
+    assert (
+        "tomogram name 'imod/a/TS_a' (RELION's default from the tilt-series path) cannot be used as a "
+        "workflow wildcard; add a rlnTomoName column"
+    ) in r.stdout + r.stderr
 
 
 # --------------------------------------------------------------------------------------- config errors
@@ -205,7 +227,9 @@ def test_bad_device_value_is_rejected(project: Path) -> None:
 # --------------------------------------------------------------------------------------- execution without the step libraries
 
 
-def seed_failed_import(project: Path, names=NAMES, reason="InputError: imod/x.xf: file not found") -> None:
+def seed_failed_import(
+    project: Path, names=NAMES, reason="InputError: imod/x.xf: file not found"
+) -> None:
     """Outputs of simulate + import where import 'failed' for every tomogram: the later steps then
     run their scripts but only propagate the failure, so no step library is needed."""
     sim = project / "results" / "simulated" / "import.star"
@@ -216,8 +240,9 @@ def seed_failed_import(project: Path, names=NAMES, reason="InputError: imod/x.xf
         d = project / "results" / "import" / n
         d.mkdir(parents=True)
         (d / "tomograms.star").write_text(f"# version 30001\n# failed {n} at import: {reason}\n")
-        (d / "provenance.json").write_text(json.dumps({"step": "import", "tomogram": n, "status": "failed",
-                                                       "reason": reason}))
+        (d / "provenance.json").write_text(
+            json.dumps({"step": "import", "tomogram": n, "status": "failed", "reason": reason})
+        )
 
 
 def test_failed_tomograms_are_listed_not_fatal(project: Path) -> None:
@@ -240,22 +265,31 @@ def test_failed_tomograms_are_listed_not_fatal(project: Path) -> None:
 
 def test_sheet_rule_converts_tsv(project: Path) -> None:
     # friendly columns, a RELION label (with and without '_') and tiltflow's mdoc column mixed
-    (project / "sheet.tsv").write_text("# comment\nname\t_rlnTomoImportImodDir\trlnTomoTiltSeriesName\tdose\tmdoc\n"
-                                       "A\timod/A\timod/A/A.st\t3\timod/A/A.mdoc\n")
+    (project / "sheet.tsv").write_text(
+        "# comment\nname\t_rlnTomoImportImodDir\trlnTomoTiltSeriesName\tdose\tmdoc\n"
+        "A\timod/A\timod/A/A.st\t3\timod/A/A.mdoc\n"
+    )
     cfg = write_config(project / "tsv.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
     r = snakemake(project, "results/sheet/import.star", "--cores", "1", "--configfile", str(cfg))
     assert r.returncode == 0, r.stdout + r.stderr
     from tiltflow.io.star import read_star
 
     block = next(iter(read_star(project / "results" / "sheet" / "import.star").values()))
-    assert list(block.columns) == ["rlnTomoName", "rlnTomoImportImodDir", "rlnTomoTiltSeriesName",
-                                   "rlnTomoImportFractionalDose", "tfMdocFile"]
+    assert list(block.columns) == [
+        "rlnTomoName",
+        "rlnTomoImportImodDir",
+        "rlnTomoTiltSeriesName",
+        "rlnTomoImportFractionalDose",
+        "tfMdocFile",
+    ]
     assert block["rlnTomoName"].tolist() == ["A"]
     assert block["tfMdocFile"].tolist() == ["imod/A/A.mdoc"]
 
 
 def test_unknown_tsv_column_stops_parsing(project: Path) -> None:
-    (project / "sheet.tsv").write_text("name\timod_dir\ttilt_series\tdefocus\nA\timod/A\timod/A/A.st\tx\n")
+    (project / "sheet.tsv").write_text(
+        "name\timod_dir\ttilt_series\tdefocus\nA\timod/A\timod/A/A.st\tx\n"
+    )
     cfg = write_config(project / "tsv.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
     r = snakemake(project, "-n", "--configfile", str(cfg))
     assert r.returncode != 0
@@ -285,7 +319,13 @@ def test_fake_sbatch_receives_resources(project: Path, tmp_path: Path) -> None:
     overlay = {
         "device": "gpu",
         "resources": {
-            "default": {"threads": 1, "mem_mb": 1500, "runtime": 20, "slurm_partition": "cpuq", "slurm_account": "lab"},
+            "default": {
+                "threads": 1,
+                "mem_mb": 1500,
+                "runtime": 20,
+                "slurm_partition": "cpuq",
+                "slurm_account": "lab",
+            },
             "gpu": {"gpu": 1, "gpu_model": "h200", "slurm_partition": "gpuq"},
             "fiducials": {"threads": 2, "mem_mb": 3000, "runtime": 45},
             "align": {"mem_mb": 2500},
@@ -294,15 +334,29 @@ def test_fake_sbatch_receives_resources(project: Path, tmp_path: Path) -> None:
     seed_failed_import(project, names=("TS_01",))
     sel = write_config(project / "cluster.yaml", {**overlay, "simulate": {"names": ["TS_01"]}})
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "FAKE_SBATCH_LOG": str(log)}
-    r = snakemake(project, "--profile", "profiles/cluster-generic", "--configfile", str(sel), "--jobs", "1",
-                  "--latency-wait", "5", "--seconds-between-status-checks", "1", env=env)
+    r = snakemake(
+        project,
+        "--profile",
+        "profiles/cluster-generic",
+        "--configfile",
+        str(sel),
+        "--jobs",
+        "1",
+        "--latency-wait",
+        "5",
+        "--seconds-between-status-checks",
+        "1",
+        env=env,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     by_rule = {}
     for args in calls:
         opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
         by_rule[opts["job-name"].removeprefix("tiltflow.")] = (opts, args)
-    assert {"fiducials", "align", "ice", "gather_ice", "qc", "qc_summary"} <= set(by_rule), sorted(by_rule)
+    assert {"fiducials", "align", "ice", "gather_ice", "qc", "qc_summary"} <= set(by_rule), sorted(
+        by_rule
+    )
     fid, fid_args = by_rule["fiducials"]
     assert fid["cpus-per-task"] == "2" and fid["mem"] == "3000M" and fid["time"] == "45"
     assert fid["partition"] == "gpuq" and fid["account"] == "lab"
@@ -315,7 +369,10 @@ def test_fake_sbatch_receives_resources(project: Path, tmp_path: Path) -> None:
             assert not any("gres" in a or "gpu" in a for a in args), (rule, args)
         assert "--parsable" in args
         assert args[-1].endswith(".sh") or "snakejob" in args[-1]
-    assert "# missing TS_01: import failed" in (project / "results" / "ice" / "tomograms.star").read_text()
+    assert (
+        "# missing TS_01: import failed"
+        in (project / "results" / "ice" / "tomograms.star").read_text()
+    )
 
 
 # --------------------------------------------------------------------------------------- end to end
@@ -327,7 +384,10 @@ def run_killed_midway(project: Path) -> None:
     fragment exists, then resume (unlock + --rerun-incomplete) to the end."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "2"],
-        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     marker = project / "results" / "fiducials" / NAMES[0] / "tomograms.star"
     deadline = time.monotonic() + 300
@@ -364,7 +424,9 @@ def test_example_end_to_end_is_reproducible(tmp_path: Path) -> None:
     stars = sorted(p.relative_to(runs[0]) for p in (runs[0] / "results").rglob("*.star"))
     assert stars
     for rel in stars:
-        assert (runs[0] / rel).read_bytes() == (runs[1] / rel).read_bytes(), f"{rel} differs between runs"
+        assert (runs[0] / rel).read_bytes() == (runs[1] / rel).read_bytes(), (
+            f"{rel} differs between runs"
+        )
     report = snakemake(runs[0], "--report", "report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (runs[0] / "report.html").stat().st_size > 10000

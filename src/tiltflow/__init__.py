@@ -7,6 +7,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from tiltflow.errors import TiltflowError, InputError, ConfigError  # noqa: E402
+from tiltflow.errors import ConfigError, InputError, TiltflowError  # noqa: E402
 
 __all__ = ["__version__", "TiltflowError", "InputError", "ConfigError"]

@@ -30,7 +30,10 @@ def _cupy_or_reason() -> tuple[types.ModuleType | None, str]:
     try:
         import cupy  # type: ignore[import-not-found]
     except Exception as exc:  # ImportError, or CUDA libraries missing
-        return None, f"CuPy is not installed or cannot be imported ({exc.__class__.__name__}: {exc})"
+        return (
+            None,
+            f"CuPy is not installed or cannot be imported ({exc.__class__.__name__}: {exc})",
+        )
     try:
         n = int(cupy.cuda.runtime.getDeviceCount())
     except Exception as exc:

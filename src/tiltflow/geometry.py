@@ -121,8 +121,10 @@ def projection_matrices(geom: ImodGeometry, xf: ArrayLike, tilt_deg: ArrayLike) 
     if geom.ali:
         b = np.tile(np.eye(4), (xf.shape[0], 1, 1))
     else:
-        b = translation((c_raw[0], c_raw[1], 0.0)) @ np.linalg.inv(xf_matrices(xf)) @ translation(
-            (-c_ali[0], -c_ali[1], 0.0)
+        b = (
+            translation((c_raw[0], c_raw[1], 0.0))
+            @ np.linalg.inv(xf_matrices(xf))
+            @ translation((-c_ali[0], -c_ali[1], 0.0))
         )
     tilt = tilt_matrices(tilt_deg, c_ali, geom.flip_ang)
     o = translation((-1.0, -geom.thickness / 2.0, -1.0))

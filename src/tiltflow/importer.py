@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,12 +77,14 @@ class ImportOptions:
         if self.angpix is not None and not (np.isfinite(self.angpix) and self.angpix > 0):
             raise ConfigError(f"import: angpix must be a positive number of Å, got {self.angpix!r}")
         if not 0.0 <= self.q0 <= 1.0:
-            raise ConfigError(f"import: Q0 (amplitude contrast) must lie in [0, 1], got {self.q0!r}")
+            raise ConfigError(
+                f"import: Q0 (amplitude contrast) must lie in [0, 1], got {self.q0!r}"
+            )
         if self.hand not in (-1.0, 1.0):
             raise ConfigError(f"import: hand must be +1 or -1, got {self.hand!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "ImportOptions":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ImportOptions:
         """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
         return params_from_dict(cls, d, "import")
 
@@ -114,7 +116,8 @@ def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> li
     names = tomogram_names(df, options.root, path)
     if "rlnTomoImportCtfPlotterFile" in df.columns and "rlnTomoImportCtfFindFile" in df.columns:
         raise InputError(
-            path, "has both _rlnTomoImportCtfPlotterFile and _rlnTomoImportCtfFindFile columns; give one CTF source"
+            path,
+            "has both _rlnTomoImportCtfPlotterFile and _rlnTomoImportCtfFindFile columns; give one CTF source",
         )
     root = root_prefix(options.root)
     rows = []
@@ -123,32 +126,48 @@ def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> li
         imod_dir = cell(df, i, "rlnTomoImportImodDir")
         ts = cell(df, i, "rlnTomoTiltSeriesName")
         if imod_dir is None or ts is None:
-            raise InputError(path, f"row {line}: empty _rlnTomoImportImodDir or _rlnTomoTiltSeriesName")
+            raise InputError(
+                path, f"row {line}: empty _rlnTomoImportImodDir or _rlnTomoTiltSeriesName"
+            )
         tilt_series = root + ts
         name = names[i]
         ctfplotter = cell(df, i, "rlnTomoImportCtfPlotterFile")
         ctffind = cell(df, i, "rlnTomoImportCtfFindFile")
         if ctfplotter is None and ctffind is None:
-            raise InputError(path, f"row {line} ({name}): no CTF file (_rlnTomoImportCtfPlotterFile or _rlnTomoImportCtfFindFile)")
+            raise InputError(
+                path,
+                f"row {line} ({name}): no CTF file (_rlnTomoImportCtfPlotterFile or _rlnTomoImportCtfFindFile)",
+            )
         if "rlnTomoImportOrderList" in df.columns:
             order = cell(df, i, "rlnTomoImportOrderList")
         else:
             order = options.order_list
         mdoc = cell(df, i, "tfMdocFile")
         if order is None and mdoc is None:
-            raise InputError(path, f"row {line} ({name}): no order list (_rlnTomoImportOrderList or --ol) and no _tfMdocFile: pre-exposure unknown")
+            raise InputError(
+                path,
+                f"row {line} ({name}): no order list (_rlnTomoImportOrderList or --ol) and no _tfMdocFile: pre-exposure unknown",
+            )
         if "rlnTomoImportFractionalDose" in df.columns:
             fd_text = cell(df, i, "rlnTomoImportFractionalDose")
         else:
             fd_text = None if options.fractional_dose is None else str(options.fractional_dose)
         if fd_text is None:
-            raise InputError(path, f"row {line} ({name}): no fractional dose (_rlnTomoImportFractionalDose or --fd)")
+            raise InputError(
+                path,
+                f"row {line} ({name}): no fractional dose (_rlnTomoImportFractionalDose or --fd)",
+            )
         try:
             fd = float(fd_text)
         except ValueError:
-            raise InputError(path, f"row {line} ({name}): fractional dose {fd_text!r} is not a number") from None
+            raise InputError(
+                path, f"row {line} ({name}): fractional dose {fd_text!r} is not a number"
+            ) from None
         if not np.isfinite(fd) or fd < 0:
-            raise InputError(path, f"row {line} ({name}): fractional dose must be a finite number >= 0, got {fd_text}")
+            raise InputError(
+                path,
+                f"row {line} ({name}): fractional dose must be a finite number >= 0, got {fd_text}",
+            )
         offset = [options.offset_x, options.offset_y, options.offset_z]
         for k, axis in enumerate("XYZ"):
             v = cell(df, i, f"rlnTomoImportOffset{axis}")
@@ -156,7 +175,10 @@ def read_import_rows(path: str | os.PathLike[str], options: ImportOptions) -> li
                 try:
                     offset[k] = float(v)
                 except ValueError:
-                    raise InputError(path, f"row {line} ({name}): _rlnTomoImportOffset{axis} {v!r} is not a number") from None
+                    raise InputError(
+                        path,
+                        f"row {line} ({name}): _rlnTomoImportOffset{axis} {v!r} is not a number",
+                    ) from None
         rows.append(
             ImportRow(
                 line=line,
@@ -187,12 +209,16 @@ def _com_file(imod_dir: Path, com: TiltCom | NewstCom, key: str, default: Path) 
 def _kept_views(exclude: Sequence[int], nz: int, tilt_com: Path) -> np.ndarray:
     bad = [v for v in exclude if not 1 <= v <= nz]
     if bad:
-        raise InputError(tilt_com, f"excluded view(s) {bad} outside 1..{nz} (the stack has {nz} views)")
+        raise InputError(
+            tilt_com, f"excluded view(s) {bad} outside 1..{nz} (the stack has {nz} views)"
+        )
     excluded = set(exclude)
     return np.array([v for v in range(nz) if v + 1 not in excluded], dtype=np.int64)
 
 
-def _defocus(row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _defocus(
+    row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Defocus U, V (Å) and angle (deg) of the kept views."""
     if row.ctfplotter is not None:
         table = read_ctfplotter(row.ctfplotter)
@@ -201,9 +227,16 @@ def _defocus(row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int) -> tuple[np.
         missing = np.flatnonzero(~np.isfinite(d1))
         if missing.size:
             views = (kept[missing] + 1).tolist()
-            raise InputError(row.ctfplotter, f"no defocus for view(s) {views} (1-based); the stack has {nz} views")
+            raise InputError(
+                row.ctfplotter,
+                f"no defocus for view(s) {views} (1-based); the stack has {nz} views",
+            )
         # RELION 4: U = 10·defocus1, V = 10·defocus2 (nm -> Å), angle copied unchanged
-        return 10.0 * d1, 10.0 * np.where(np.isfinite(d2), d2, d1), np.where(np.isfinite(ang), ang, 0.0)
+        return (
+            10.0 * d1,
+            10.0 * np.where(np.isfinite(d2), d2, d1),
+            np.where(np.isfinite(ang), ang, 0.0),
+        )
     assert row.ctffind is not None
     table = read_ctffind(row.ctffind)
     n = table.defocus1_A.shape[0]
@@ -212,7 +245,9 @@ def _defocus(row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int) -> tuple[np.
     elif n == kept.size and n_tlt == kept.size:
         idx = np.arange(n)
     else:
-        raise InputError(row.ctffind, f"{n} CTFFIND entries, but the stack has {nz} views ({kept.size} kept)")
+        raise InputError(
+            row.ctffind, f"{n} CTFFIND entries, but the stack has {nz} views ({kept.size} kept)"
+        )
     return (
         table.defocus1_A[idx].astype(np.float64),
         table.defocus2_A[idx].astype(np.float64),
@@ -235,7 +270,11 @@ def import_tilt_series(
     stack_path = stack_file(row.tilt_series)
     header = read_header(stack_path)
     nz = int(header.nz)
-    if options.check_pixel_size and header.pixel_size is not None and header.pixel_size not in (0.0, 1.0):
+    if (
+        options.check_pixel_size
+        and header.pixel_size is not None
+        and header.pixel_size not in (0.0, 1.0)
+    ):
         if abs(header.pixel_size - options.angpix) > PIXEL_SIZE_TOLERANCE * options.angpix:
             raise InputError(
                 stack_path,
@@ -248,7 +287,9 @@ def import_tilt_series(
     tlt_path = _com_file(row.imod_dir, tiltcom, "TILTFILE", row.imod_dir / f"{stem}.tlt")
     xf = read_xf(xf_path)
     if xf.shape[0] != nz:
-        raise InputError(xf_path, f"{xf.shape[0]} transforms, but the stack {stack_path} has {nz} views")
+        raise InputError(
+            xf_path, f"{xf.shape[0]} transforms, but the stack {stack_path} has {nz} views"
+        )
     tlt = read_tlt(tlt_path)
     kept = _kept_views(tiltcom.exclude, nz, tilt_path)
     if tlt.shape[0] == nz:
@@ -257,7 +298,8 @@ def import_tilt_series(
         tilt_kept = tlt  # .tlt lists only the kept views: pair each with its raw view's .xf line
     else:
         raise InputError(
-            tlt_path, f"{tlt.shape[0]} tilt angles, expected {nz} (all views) or {kept.size} (kept views)"
+            tlt_path,
+            f"{tlt.shape[0]} tilt angles, expected {nz} (all views) or {kept.size} (kept views)",
         )
 
     if tiltcom.full_image is None:
@@ -265,7 +307,10 @@ def import_tilt_series(
     if options.ali_size:
         if newst.size is None:
             raise InputError(newst_path, "--ali_size needs SizeToOutputInXandY")
-        ali_size = (int(newst.size[0] * newst.bin_by_factor), int(newst.size[1] * newst.bin_by_factor))
+        ali_size = (
+            int(newst.size[0] * newst.bin_by_factor),
+            int(newst.size[1] * newst.bin_by_factor),
+        )
     else:
         ali_size = (int(tiltcom.full_image[0]), int(tiltcom.full_image[1]))
     if options.thickness >= 0:
@@ -349,10 +394,15 @@ def run_import(
         known = {r.name for r in rows}
         absent = [n for n in names if n not in known]
         if absent:
-            raise InputError(import_star, f"tomogram(s) {absent} not in the sheet (have {sorted(known)})")
+            raise InputError(
+                import_star, f"tomogram(s) {absent} not in the sheet (have {sorted(known)})"
+            )
         rows = [r for r in rows if r.name in set(names)]
     tomos = tuple(
-        import_tilt_series(r, options, out_star.parent, None if culled_dir is None else Path(culled_dir)) for r in rows
+        import_tilt_series(
+            r, options, out_star.parent, None if culled_dir is None else Path(culled_dir)
+        )
+        for r in rows
     )
     result = TomogramSet(tomos)
     if append_to is not None:

@@ -58,7 +58,9 @@ class Tomogram:
         for label in ("defocus_u", "defocus_v", "defocus_angle", "ctf_scale", "pre_exposure"):
             arr = getattr(self, label)
             if np.shape(arr) != (n,):
-                raise ValueError(f"tomogram {self.name}: {label} must have {n} values, got {np.shape(arr)}")
+                raise ValueError(
+                    f"tomogram {self.name}: {label} must have {n} values, got {np.shape(arr)}"
+                )
         unknown = set(self.extra) - set(OPTIONAL_GLOBAL_LABELS)
         if unknown:
             raise ValueError(f"tomogram {self.name}: unknown global labels {sorted(unknown)}")
@@ -67,7 +69,7 @@ class Tomogram:
     def n_tilts(self) -> int:
         return int(self.proj.shape[0])
 
-    def replace(self, **changes: object) -> "Tomogram":
+    def replace(self, **changes: object) -> Tomogram:
         """A copy with some fields changed (``extra`` is merged, not replaced, when a dict is given)."""
         if "extra" in changes:
             merged = dict(self.extra)
@@ -104,14 +106,14 @@ class TomogramSet:
                 return t
         raise KeyError(f"tomogram {name!r} not in set (have {self.names})")
 
-    def with_tomogram(self, tomo: Tomogram) -> "TomogramSet":
+    def with_tomogram(self, tomo: Tomogram) -> TomogramSet:
         """Replace the tomogram of the same name, or append it."""
         out = [tomo if t.name == tomo.name else t for t in self.tomograms]
         if tomo.name not in self.names:
             out.append(tomo)
         return TomogramSet(tuple(out))
 
-    def merged(self, other: "TomogramSet") -> "TomogramSet":
+    def merged(self, other: TomogramSet) -> TomogramSet:
         """This set with every tomogram of ``other`` replacing or appended."""
         result = self
         for t in other:

@@ -151,7 +151,9 @@ def split_fragments(
     """The fragments of the tomograms whose provenance is ok (in order) and the missing ones
     (``{name: reason}``), from parallel lists of names, fragments and provenance files."""
     if not len(names) == len(fragments) == len(provenance):
-        raise ValueError(f"{len(names)} names, {len(fragments)} fragments, {len(provenance)} provenance files")
+        raise ValueError(
+            f"{len(names)} names, {len(fragments)} fragments, {len(provenance)} provenance files"
+        )
     ok, missing = [], {}
     for name, fragment, prov in zip(names, fragments, provenance):
         record = read_provenance(prov)
@@ -176,7 +178,9 @@ class TomogramJob:
     on_error: OnError = "record"
 
     def record(self, status: str = "ok", reason: str = "") -> Record:
-        return provenance_record(self.step, self.name, self.params, self.inputs, [str(self.out_star)], status, reason)
+        return provenance_record(
+            self.step, self.name, self.params, self.inputs, [str(self.out_star)], status, reason
+        )
 
 
 def record_failure(job: TomogramJob, reason: str) -> Record:
@@ -188,7 +192,9 @@ def record_failure(job: TomogramJob, reason: str) -> Record:
     return record
 
 
-def run_tomogram_job(job: TomogramJob, call: Callable[[str, Path, Mapping[str, Any]], None]) -> Record:
+def run_tomogram_job(
+    job: TomogramJob, call: Callable[[str, Path, Mapping[str, Any]], None]
+) -> Record:
     """Run one per-tomogram step under the failure policy; return the provenance record written.
 
     ``call(name, out_dir, params)`` runs the library step and must leave ``job.out_star``.
@@ -203,8 +209,13 @@ def run_tomogram_job(job: TomogramJob, call: Callable[[str, Path, Mapping[str, A
         reason = passed_on_reason(read_provenance(job.upstream))
         if reason is not None:
             return record_failure(job, reason)
-    log.info("tiltflow %s, step %s, tomogram %s, params %s", tiltflow_version(), job.step, job.name,
-             json.dumps(jsonable(dict(job.params)), sort_keys=True))
+    log.info(
+        "tiltflow %s, step %s, tomogram %s, params %s",
+        tiltflow_version(),
+        job.step,
+        job.name,
+        json.dumps(jsonable(dict(job.params)), sort_keys=True),
+    )
     try:
         call(job.name, job.out_star.parent, job.params)
     except ConfigError:

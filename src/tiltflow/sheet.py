@@ -57,7 +57,12 @@ REQUIRED_LABELS: tuple[str, ...] = ("rlnTomoImportImodDir", "rlnTomoTiltSeriesNa
 
 #: labels holding numbers (everything else is text: names and paths)
 NUMERIC_LABELS: frozenset[str] = frozenset(
-    {"rlnTomoImportFractionalDose", "rlnTomoImportOffsetX", "rlnTomoImportOffsetY", "rlnTomoImportOffsetZ"}
+    {
+        "rlnTomoImportFractionalDose",
+        "rlnTomoImportOffsetX",
+        "rlnTomoImportOffsetY",
+        "rlnTomoImportOffsetZ",
+    }
 )
 
 _FRIENDLY = {label: column for column, label in TSV_COLUMNS.items()}
@@ -103,7 +108,11 @@ def _read_tsv(path: Path) -> pd.DataFrame:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not a readable tab-separated sheet ({exc})") from None
-    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [
+        (n, ln)
+        for n, ln in enumerate(text.splitlines(), 1)
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     if not lines:
         raise InputError(path, "empty sheet: expected a header line")
     header_line, header = lines[0]
@@ -121,7 +130,9 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     for c, lab in zip(columns, labels):
         assert lab is not None
         if lab in seen:
-            raise InputError(path, f"columns {seen[lab]!r} and {c!r} both give {lab}", line=header_line)
+            raise InputError(
+                path, f"columns {seen[lab]!r} and {c!r} both give {lab}", line=header_line
+            )
         seen[lab] = c
     data: dict[str, list[object]] = {str(lab): [] for lab in labels}
     for n, line in lines[1:]:
@@ -209,7 +220,9 @@ def write_import_star(df: pd.DataFrame, path: PathLike) -> None:
                 try:
                     values.append(float(text))
                 except ValueError:
-                    raise InputError(path, f"row {i + 1}: _{lab} {text!r} is not a number") from None
+                    raise InputError(
+                        path, f"row {i + 1}: _{lab} {text!r} is not a number"
+                    ) from None
             else:
                 values.append(text)
         columns[lab] = values

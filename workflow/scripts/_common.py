@@ -26,9 +26,19 @@ def setup_logging(snakemake: Any) -> logging.Logger:
     os.dup2(fh.fileno(), 1)
     os.dup2(fh.fileno(), 2)
     sys.stdout = sys.stderr = fh
-    logging.basicConfig(stream=fh, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        stream=fh,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
     threads = str(getattr(snakemake, "threads", 1) or 1)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ):
         os.environ.setdefault(var, threads)
     return logging.getLogger(f"tiltflow.workflow.{getattr(snakemake, 'rule', 'job')}")
 

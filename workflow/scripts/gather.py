@@ -12,8 +12,15 @@ from tiltflow.provenance import params_comment, split_fragments  # noqa: E402
 
 step = str(snakemake.params.step)  # noqa: F821
 names = [str(n) for n in snakemake.params.names]  # noqa: F821
-fragments, missing = split_fragments(names, list(snakemake.input.stars), list(snakemake.input.provenance))  # noqa: F821
+fragments, missing = split_fragments(
+    names, list(snakemake.input.stars), list(snakemake.input.provenance)
+)  # noqa: F821
 for name, reason in missing.items():
     log.warning("%s: tomogram %s is missing: %s", step, name, reason)
-gather_sets(fragments, str(snakemake.output.star), missing, comments=[params_comment(step, snakemake.params.params)])  # noqa: F821
+gather_sets(
+    fragments,
+    str(snakemake.output.star),
+    missing,
+    comments=[params_comment(step, snakemake.params.params)],
+)  # noqa: F821
 log.info("%s: gathered %d of %d tomograms", step, len(fragments), len(names))

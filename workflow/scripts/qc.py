@@ -19,4 +19,6 @@ plot_tomogram(qc, str(snakemake.output.png), th, row["flags"])  # noqa: F821
 write_json_atomic(str(snakemake.output.metrics), row)  # noqa: F821
 for problem in row["problems"]:
     log.warning("%s", problem)
-log.info("%s: flags %s; side-file columns used: %s", name, row["flags"] or "none", row["columns_used"])
+log.info(
+    "%s: flags %s; side-file columns used: %s", name, row["flags"] or "none", row["columns_used"]
+)

@@ -18,6 +18,8 @@ for path in snakemake.input.metrics:  # noqa: F821
 out_html = Path(str(snakemake.output.html))  # noqa: F821
 figures = {r["name"]: f"{r['name']}.png" for r in rows}
 write_text_atomic(str(snakemake.output.tsv), summary_tsv(rows))  # noqa: F821
-write_text_atomic(out_html, summary_html(rows, dict(snakemake.params.thresholds), tiltflow_version(), figures))  # noqa: F821
+write_text_atomic(
+    out_html, summary_html(rows, dict(snakemake.params.thresholds), tiltflow_version(), figures)
+)  # noqa: F821
 flagged = [r["name"] for r in rows if r["flags"]]
 log.info("%d tomograms, flagged: %s", len(rows), ", ".join(flagged) or "none")

@@ -21,5 +21,7 @@ except TiltflowError as exc:
     fail_cleanly("simulate", exc)
 if written.resolve() != out_star.resolve():
     raise RuntimeError(f"simulate_dataset wrote {written}, the workflow expects {out_star}")
-write_provenance(out_dir / "provenance.json", provenance_record("simulate", None, params, [], [str(out_star)]))
+write_provenance(
+    out_dir / "provenance.json", provenance_record("simulate", None, params, [], [str(out_star)])
+)
 log.info("simulated %d tilt series into %s", len(names), out_dir)

@@ -48,6 +48,7 @@ I64 = NDArray[np.int64]
 #: weight of the gauge rows (they vanish at the optimum; the weight only sets how fast)
 GAUGE_WEIGHT = 10.0
 
+
 @dataclass(frozen=True)
 class Observations:
     """Detections of one tilt series: bead index (-1 = unassigned), tilt index, x, y, score."""
@@ -76,22 +77,35 @@ def as_observations(obs: object, n_tilts: int, n_beads: int) -> Observations:
         if missing:
             raise ValueError(f"observations lack column(s) {missing}")
         bead, tilt, x, y = (obs[c].to_numpy() for c in names[:4])
-        score = obs[names[4]].to_numpy(dtype=np.float64) if names[4] in obs.columns else np.ones(len(obs))
+        score = (
+            obs[names[4]].to_numpy(dtype=np.float64)
+            if names[4] in obs.columns
+            else np.ones(len(obs))
+        )
     else:
         bead, tilt, x, y = obs  # type: ignore[misc]
         score = np.ones(np.size(bead))
     bead = np.asarray(bead, dtype=np.int64).reshape(-1)
     tilt = np.asarray(tilt, dtype=np.int64).reshape(-1)
-    xy = np.stack([np.asarray(x, dtype=np.float64).reshape(-1), np.asarray(y, dtype=np.float64).reshape(-1)], 1)
+    xy = np.stack(
+        [np.asarray(x, dtype=np.float64).reshape(-1), np.asarray(y, dtype=np.float64).reshape(-1)],
+        1,
+    )
     score = np.asarray(score, dtype=np.float64).reshape(-1)
     if not (bead.size == tilt.size == xy.shape[0] == score.size):
         raise ValueError("observation arrays differ in length")
     if np.any((tilt < 0) | (tilt >= n_tilts)):
         bad = int(tilt[(tilt < 0) | (tilt >= n_tilts)][0])
-        raise InputError(None, f"observation refers to tilt {bad}, but the tomogram has {n_tilts} tilts (0-based)")
+        raise InputError(
+            None,
+            f"observation refers to tilt {bad}, but the tomogram has {n_tilts} tilts (0-based)",
+        )
     if np.any(bead >= n_beads) or np.any(bead < -1):
         bad = int(bead[(bead >= n_beads) | (bead < -1)][0])
-        raise InputError(None, f"observation refers to bead {bad}, but there are {n_beads} beads (0-based, -1 = none)")
+        raise InputError(
+            None,
+            f"observation refers to bead {bad}, but there are {n_beads} beads (0-based, -1 = none)",
+        )
     if not np.all(np.isfinite(xy)):
         raise InputError(None, "observation positions must be finite")
     return Observations(bead, tilt, xy, score)
@@ -209,7 +223,9 @@ def _layout(
     nb = int(active_b.sum())
     bead_col[active_b] = nxt + 3 * np.arange(nb)
     nxt += 3 * nb
-    return _Layout(idx_dx, idx_dy, idx_rot, idx_mag, idx_tilt, idx_third, bead_col, nxt, smooth_rot, smooth_mag)
+    return _Layout(
+        idx_dx, idx_dy, idx_rot, idx_mag, idx_tilt, idx_third, bead_col, nxt, smooth_rot, smooth_mag
+    )
 
 
 # --------------------------------------------------------------------------- residuals / Jacobian
@@ -246,7 +262,9 @@ class _Problem:
             self.gauge_rows.append((cols, np.full(cols.size, GAUGE_WEIGHT * radius / cols.size)))
         mag_cols = np.unique(lay.idx_mag[lay.idx_mag >= 0])
         if mag_cols.size >= 2:
-            self.gauge_rows.append((mag_cols, np.full(mag_cols.size, GAUGE_WEIGHT * radius / mag_cols.size)))
+            self.gauge_rows.append(
+                (mag_cols, np.full(mag_cols.size, GAUGE_WEIGHT * radius / mag_cols.size))
+            )
         if (
             np.any(lay.idx_third >= 0)
             and prm.rotation_grouping in ("per-tilt", "smooth")
@@ -260,7 +278,9 @@ class _Problem:
             for e in (e1, e2):
                 cols = np.concatenate([lay.idx_third[act], lay.idx_rot[act]])
                 coef = np.concatenate([fr.w[act] @ e, -fr.sigma[act] * (fr.v[act] @ e)])
-                self.gauge_rows.append((cols, GAUGE_WEIGHT * radius * coef / max(int(act.sum()), 1)))
+                self.gauge_rows.append(
+                    (cols, GAUGE_WEIGHT * radius * coef / max(int(act.sum()), 1))
+                )
         self.smooth_w_rot = prm.smoothing_weight * 180.0 / np.pi  # px per rad of 2nd difference
         self.smooth_w_mag = prm.smoothing_weight * 100.0  # px per unit (=100 %) of 2nd difference
         self._cache_x: F64 | None = None
@@ -362,7 +382,15 @@ class _Problem:
 
 
 def _solve(
-    fr: Frames, lay: _Layout, upd: Updates, beads: F64, bead: I64, tilt: I64, xy: F64, prm: AlignParams, radius: float
+    fr: Frames,
+    lay: _Layout,
+    upd: Updates,
+    beads: F64,
+    bead: I64,
+    tilt: I64,
+    xy: F64,
+    prm: AlignParams,
+    radius: float,
 ) -> tuple[Updates, F64, int]:
     prob = _Problem(fr, lay, beads, bead, tilt, xy, prm, radius)
     x0 = lay.pack(upd, beads)
@@ -565,7 +593,9 @@ def align_tomogram(
         used = (cur >= 0) & act_t[ob.tilt]
         used[used] &= act_b[cur[used]]
         radius = max(float(np.sqrt(np.mean(np.sum((beads[act_b] - fr.c) ** 2, axis=1)))), 1.0)
-        upd, beads, nfev = _solve(fr, lay, upd, beads, cur[used], ob.tilt[used], ob.xy[used], prm, radius)
+        upd, beads, nfev = _solve(
+            fr, lay, upd, beads, cur[used], ob.tilt[used], ob.xy[used], prm, radius
+        )
         nfev_total += nfev
         refined = True
         rounds_done = rnd + 1
@@ -605,6 +635,8 @@ def align_tomogram(
             "n_function_evaluations": nfev_total,
             "n_dropped": n_drop_total,
             "n_picked_up": n_pick_total,
-            "tilt_refined": bool(refined and refine_tilt and not any("single plane" in s for s in messages)),
+            "tilt_refined": bool(
+                refined and refine_tilt and not any("single plane" in s for s in messages)
+            ),
         },
     )

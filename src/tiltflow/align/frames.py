@@ -158,7 +158,7 @@ class Updates:
     third: F64  # (n,) rad, φ_f about w_f
 
     @staticmethod
-    def zeros(n: int) -> "Updates":
+    def zeros(n: int) -> Updates:
         return Updates(np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
 
 
@@ -178,7 +178,9 @@ def linear_maps(fr: Frames, upd: Updates) -> F64:
 def predict(fr: Frames, upd: Updates, beads: ArrayLike) -> F64:
     """Image positions (n,m,2) of world points (m,3) under the updated matrices."""
     x = np.asarray(beads, dtype=np.float64).reshape(-1, 3) - fr.c
-    return fr.p[:, None, :] + upd.shift[:, None, :] + np.einsum("nij,mj->nmi", linear_maps(fr, upd), x)
+    return (
+        fr.p[:, None, :] + upd.shift[:, None, :] + np.einsum("nij,mj->nmi", linear_maps(fr, upd), x)
+    )
 
 
 def updated_matrices(fr: Frames, upd: Updates) -> F64:
@@ -201,7 +203,9 @@ def updated_matrices(fr: Frames, upd: Updates) -> F64:
     return t_plus @ lin @ t_minus @ fr.proj @ r4
 
 
-def triangulate(proj: ArrayLike, bead: ArrayLike, tilt: ArrayLike, xy: ArrayLike, n_beads: int) -> F64:
+def triangulate(
+    proj: ArrayLike, bead: ArrayLike, tilt: ArrayLike, xy: ArrayLike, n_beads: int
+) -> F64:
     """Least-squares 3D position of each bead from its 2D observations -> (n_beads, 3).
 
     Solves ``P_f[:2,:3] X = xy - P_f[:2,3]`` over the bead's observations; beads whose

@@ -83,7 +83,9 @@ class AlignParams:
     def __post_init__(self) -> None:
         for key in ("rotation_grouping", "magnification_grouping"):
             if getattr(self, key) not in GROUPINGS:
-                raise ConfigError(f"align.{key} must be one of {list(GROUPINGS)}, got {getattr(self, key)!r}")
+                raise ConfigError(
+                    f"align.{key} must be one of {list(GROUPINGS)}, got {getattr(self, key)!r}"
+                )
         if self.loss not in LOSSES:
             raise ConfigError(f"align.loss must be one of {list(LOSSES)}, got {self.loss!r}")
         for key in ("f_scale_px", "reassociation_radius_px"):
@@ -99,13 +101,17 @@ class AlignParams:
         if self.rounds < 0:
             raise ConfigError(f"align.rounds must be >= 0, got {self.rounds}")
         if self.min_beads_per_tilt < 2:
-            raise ConfigError(f"align.min_beads_per_tilt must be >= 2, got {self.min_beads_per_tilt}")
+            raise ConfigError(
+                f"align.min_beads_per_tilt must be >= 2, got {self.min_beads_per_tilt}"
+            )
         if self.min_tilts_per_bead < 2:
-            raise ConfigError(f"align.min_tilts_per_bead must be >= 2, got {self.min_tilts_per_bead}")
+            raise ConfigError(
+                f"align.min_tilts_per_bead must be >= 2, got {self.min_tilts_per_bead}"
+            )
         if self.max_iterations < 1:
             raise ConfigError(f"align.max_iterations must be >= 1, got {self.max_iterations}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "AlignParams":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> AlignParams:
         """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
         return params_from_dict(cls, d, "align")

@@ -55,7 +55,9 @@ class AlignResult:
     updates: Updates | None = None
 
 
-def _group_stats(index: NDArray[np.int64], values: F64, n: int) -> tuple[NDArray[np.int64], F64, F64]:
+def _group_stats(
+    index: NDArray[np.int64], values: F64, n: int
+) -> tuple[NDArray[np.int64], F64, F64]:
     """Count, mean and max of ``values`` per group index in [0, n) (mean/max 0 when empty)."""
     cnt = np.bincount(index, minlength=n)
     tot = np.bincount(index, weights=values, minlength=n)
@@ -243,8 +245,14 @@ def report_blocks(result: AlignResult) -> dict[str, dict[str, list]]:
     Non-finite summary values (e.g. no depth spread when nothing was refined) are written -1.
     """
     summary = {tf_label(k): [_star_value(v)] for k, v in result.summary.items()}
-    tilts = {tf_label(c): [_star_value(v) for v in result.tilts[c].tolist()] for c in result.tilts.columns}
-    beads = {tf_label(c): [_star_value(v) for v in result.beads_table[c].tolist()] for c in result.beads_table.columns}
+    tilts = {
+        tf_label(c): [_star_value(v) for v in result.tilts[c].tolist()]
+        for c in result.tilts.columns
+    }
+    beads = {
+        tf_label(c): [_star_value(v) for v in result.beads_table[c].tolist()]
+        for c in result.beads_table.columns
+    }
     return {"summary": summary, "tilts": tilts, "beads": beads}
 
 
@@ -294,7 +302,9 @@ def plot_report(result: AlignResult, path: str | os.PathLike[str]) -> None:
     a.plot(ang[order], t["d_tilt_deg"].to_numpy()[order], "o-", ms=3, label="d tilt (deg)")
     a.plot(ang[order], 100 * t["d_mag"].to_numpy()[order], "o-", ms=3, label="d magnification (%)")
     if np.any(t["d_third_deg"].to_numpy() != 0):
-        a.plot(ang[order], t["d_third_deg"].to_numpy()[order], "o-", ms=3, label="d third angle (deg)")
+        a.plot(
+            ang[order], t["d_third_deg"].to_numpy()[order], "o-", ms=3, label="d third angle (deg)"
+        )
     a.set_xlabel("tilt angle (deg)")
     a.set_title("angle / magnification change")
     a.legend(fontsize=8)

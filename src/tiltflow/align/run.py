@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from tiltflow.fiducials import io as fidio
 from tiltflow.align.core import align_tomogram
 from tiltflow.align.params import AlignParams
 from tiltflow.align.report import AlignResult, plot_report, report_blocks
 from tiltflow.errors import InputError
+from tiltflow.fiducials import io as fidio
 from tiltflow.io.star import star_path, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
@@ -59,7 +59,9 @@ def align_one(tomo: Tomogram, params: AlignParams, out_dir: Path) -> tuple[Tomog
     out_fid = out_dir / f"fiducials_{tomo.name}.star"
     fidio.write_fiducials(out_fid, result.beads, tomo.pixel_size)
     fidio.write_tracks(fidio.tracks_path_for(out_fid), tracks_table(result))
-    header = [f"tiltflow align report for {tomo.name}"] + [f"note: {' '.join(m.split())}" for m in result.messages]
+    header = [f"tiltflow align report for {tomo.name}"] + [
+        f"note: {' '.join(m.split())}" for m in result.messages
+    ]
     write_star(out_dir / f"align_{tomo.name}.star", report_blocks(result), header=header)
     plot_report(result, out_dir / f"align_{tomo.name}.png")
     refined = result.tomogram.replace(extra={"rlnTomoFiducialsStarFile": star_path(out_fid)})

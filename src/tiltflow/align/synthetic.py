@@ -98,7 +98,12 @@ def synthetic_case(
     magnification, shifts).
     """
     rng = np.random.default_rng(seed)
-    geom = ImodGeometry(raw_size=(image_size, image_size), ali_size=(image_size, image_size), thickness=thickness, flip_yz=flip_yz)
+    geom = ImodGeometry(
+        raw_size=(image_size, image_size),
+        ali_size=(image_size, image_size),
+        thickness=thickness,
+        flip_yz=flip_yz,
+    )
     tilts = np.linspace(-max_tilt_deg, max_tilt_deg, n_tilts)
     rot_true = 85.0 + rng.uniform(-0.3, 0.3, n_tilts)
     shift_true = rng.uniform(-5.0, 5.0, (n_tilts, 2))
@@ -111,7 +116,9 @@ def synthetic_case(
     xf_t = _xf_lines(rot_true, np.ones(n_tilts), shift_true)
     a_old = xf_t[:, :4].reshape(-1, 2, 2)
     r = np.deg2rad(d_rot)
-    dm = d_mag[:, None, None] * np.stack([np.stack([np.cos(r), -np.sin(r)], -1), np.stack([np.sin(r), np.cos(r)], -1)], -2)
+    dm = d_mag[:, None, None] * np.stack(
+        [np.stack([np.cos(r), -np.sin(r)], -1), np.stack([np.sin(r), np.cos(r)], -1)], -2
+    )
     a_new = dm @ a_old
     sh_new = np.einsum("nij,nj->ni", dm, shift_true) + d_shift
     xf_p = np.column_stack([a_new.reshape(-1, 4), sh_new])
@@ -151,7 +158,11 @@ def synthetic_case(
     )
     a = obs["bead"].to_numpy() >= 0
     init = triangulate(
-        p_imp, obs["bead"].to_numpy()[a], obs["tilt"].to_numpy()[a], obs[["x", "y"]].to_numpy()[a], n_beads
+        p_imp,
+        obs["bead"].to_numpy()[a],
+        obs["tilt"].to_numpy()[a],
+        obs[["x", "y"]].to_numpy()[a],
+        n_beads,
     )
     return SyntheticCase(
         true=_tomogram(name, p_true, size, pixel_size),
@@ -167,7 +178,9 @@ def synthetic_case(
     )
 
 
-def reprojection_error(proj: F64, beads: F64, true_2d: F64, mask: NDArray[np.bool_] | None = None) -> F64:
+def reprojection_error(
+    proj: F64, beads: F64, true_2d: F64, mask: NDArray[np.bool_] | None = None
+) -> F64:
     """Distances (px) between ``beads`` projected by ``proj`` and the true 2D positions
     (flattened over the masked tilt/bead pairs; all pairs without a mask)."""
     d = np.linalg.norm(project(proj, beads) - true_2d, axis=2)

@@ -21,23 +21,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--t", required=True, help="input tomogram set (tomograms.star)")
     p.add_argument("--o", required=True, help="output directory")
-    p.add_argument("--tomo", action="append", default=None, help="process only this tomogram (repeatable)")
-    p.add_argument("--mfp", type=float, default=None,
-                   help="inelastic mean free path in nm (default: 350 at 300 kV, 300 at 200 kV)")
-    p.add_argument("--fallback", choices=("none", "cos"), default=_D.fallback,
-                   help="when the images are not in counts: 'none' = error (default), 'cos' = cos(tilt) scales")
-    p.add_argument("--central_fraction", type=float, default=_D.central_fraction,
-                   help=f"measured field: fraction of image width and height (default {_D.central_fraction})")
-    p.add_argument("--clip_sigma", type=float, default=_D.clip_sigma,
-                   help=f"drop pixels beyond this many robust sigma from the median (default {_D.clip_sigma})")
-    p.add_argument("--bead_radius", type=float, default=_D.bead_radius_A,
-                   help=f"gold bead radius in Å for masking (default {_D.bead_radius_A})")
-    p.add_argument("--bead_mask_factor", type=float, default=_D.bead_mask_factor,
-                   help=f"mask discs of this many bead radii (default {_D.bead_mask_factor})")
-    p.add_argument("--outlier_sigma", type=float, default=_D.outlier_sigma,
-                   help=f"leave out tilts with residuals beyond this many robust sigma; 0 = off (default {_D.outlier_sigma})")
-    p.add_argument("--normal_from_beads", choices=("auto", "never"), default=_D.normal_from_beads,
-                   help="take the ice normal's tilt-axis component from fiducials on the ice surfaces (default auto)")
+    p.add_argument(
+        "--tomo", action="append", default=None, help="process only this tomogram (repeatable)"
+    )
+    p.add_argument(
+        "--mfp",
+        type=float,
+        default=None,
+        help="inelastic mean free path in nm (default: 350 at 300 kV, 300 at 200 kV)",
+    )
+    p.add_argument(
+        "--fallback",
+        choices=("none", "cos"),
+        default=_D.fallback,
+        help="when the images are not in counts: 'none' = error (default), 'cos' = cos(tilt) scales",
+    )
+    p.add_argument(
+        "--central_fraction",
+        type=float,
+        default=_D.central_fraction,
+        help=f"measured field: fraction of image width and height (default {_D.central_fraction})",
+    )
+    p.add_argument(
+        "--clip_sigma",
+        type=float,
+        default=_D.clip_sigma,
+        help=f"drop pixels beyond this many robust sigma from the median (default {_D.clip_sigma})",
+    )
+    p.add_argument(
+        "--bead_radius",
+        type=float,
+        default=_D.bead_radius_A,
+        help=f"gold bead radius in Å for masking (default {_D.bead_radius_A})",
+    )
+    p.add_argument(
+        "--bead_mask_factor",
+        type=float,
+        default=_D.bead_mask_factor,
+        help=f"mask discs of this many bead radii (default {_D.bead_mask_factor})",
+    )
+    p.add_argument(
+        "--outlier_sigma",
+        type=float,
+        default=_D.outlier_sigma,
+        help=f"leave out tilts with residuals beyond this many robust sigma; 0 = off (default {_D.outlier_sigma})",
+    )
+    p.add_argument(
+        "--normal_from_beads",
+        choices=("auto", "never"),
+        default=_D.normal_from_beads,
+        help="take the ice normal's tilt-axis component from fiducials on the ice surfaces (default auto)",
+    )
     p.set_defaults(func=run)
 
 

@@ -25,30 +25,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--i", required=True, help="RELION 4 import STAR (or TSV with the same labels)")
     p.add_argument("--o", required=True, help="output tomogram set (.star) or directory")
-    p.add_argument("--root", default="", help="root directory prefixed to IMOD dirs, tilt series and CTF files")
+    p.add_argument(
+        "--root", default="", help="root directory prefixed to IMOD dirs, tilt series and CTF files"
+    )
     p.add_argument("--t", default=None, help="existing tomogram set to append to")
     p.add_argument("--hand", type=float, default=-1.0, help="handedness (default -1)")
     p.add_argument("--angpix", type=float, required=True, help="tilt-series pixel size in Å")
     p.add_argument("--voltage", type=float, default=300.0, help="voltage in kV (default 300)")
     p.add_argument("--Cs", type=float, default=2.7, help="spherical aberration in mm (default 2.7)")
     p.add_argument("--Q0", type=float, default=0.1, help="amplitude contrast (default 0.1)")
-    p.add_argument("--ol", default=None, help="order list, used when the STAR has no rlnTomoImportOrderList")
-    p.add_argument("--fd", type=float, default=None, help="dose per tilt (e/Å²), when the STAR has no rlnTomoImportFractionalDose")
+    p.add_argument(
+        "--ol", default=None, help="order list, used when the STAR has no rlnTomoImportOrderList"
+    )
+    p.add_argument(
+        "--fd",
+        type=float,
+        default=None,
+        help="dose per tilt (e/Å²), when the STAR has no rlnTomoImportFractionalDose",
+    )
     p.add_argument("--nc", default="newst.com", help="newst.com, relative to the IMOD directory")
     p.add_argument("--tc", default="tilt.com", help="tilt.com, relative to the IMOD directory")
-    p.add_argument("--thick", type=float, default=-1.0, help="tomogram thickness (default: tilt.com THICKNESS)")
+    p.add_argument(
+        "--thick", type=float, default=-1.0, help="tomogram thickness (default: tilt.com THICKNESS)"
+    )
     p.add_argument("--offx", type=float, default=0.0, help="x offset in px")
     p.add_argument("--offy", type=float, default=0.0, help="y offset in px")
     p.add_argument("--offz", type=float, default=0.0, help="z offset in px")
     p.add_argument("--flipYZ", action="store_true", help="interchange the Y and Z coordinates")
     p.add_argument("--flipZ", action="store_true", help="with --flipYZ: also reverse Z")
     p.add_argument("--flipAng", action="store_true", help="negate the tilt angles")
-    p.add_argument("--ali", action="store_true", help="map to the aligned stack (.ali) instead of the raw one")
+    p.add_argument(
+        "--ali", action="store_true", help="map to the aligned stack (.ali) instead of the raw one"
+    )
     p.add_argument("--ali_size", action="store_true", help="take the aligned size from newst.com")
     p.add_argument(
-        "--no_pixel_check", action="store_true", help="accept a stack header pixel size that differs from --angpix"
+        "--no_pixel_check",
+        action="store_true",
+        help="accept a stack header pixel size that differs from --angpix",
     )
-    p.add_argument("--tomo", action="append", default=None, help="import only this tomogram (repeatable)")
+    p.add_argument(
+        "--tomo", action="append", default=None, help="import only this tomogram (repeatable)"
+    )
     p.set_defaults(func=run)
 
 

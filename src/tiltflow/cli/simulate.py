@@ -18,7 +18,9 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,10 +53,18 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
     "--mfp": ("mean_free_path_nm", float, "inelastic mean free path (nm)"),
     "--tilt-axis": ("tilt_axis_deg", float, "tilt-axis angle (deg, CCW from the image Y axis)"),
     "--perturb-tilt": ("perturb_tilt_deg", float, "max error of the written tilt angles (deg)"),
-    "--perturb-rotation": ("perturb_rotation_deg", float, "max error of the written .xf rotation (deg)"),
+    "--perturb-rotation": (
+        "perturb_rotation_deg",
+        float,
+        "max error of the written .xf rotation (deg)",
+    ),
     "--perturb-shift": ("perturb_shift_px", float, "max error of the written .xf shifts (px)"),
     "--perturb-mag": ("perturb_mag", float, "max relative magnification error of the written .xf"),
-    "--exclude": ("excluded_views", _int_list, "1-based views for tilt.com EXCLUDELIST, comma-separated"),
+    "--exclude": (
+        "excluded_views",
+        _int_list,
+        "1-based views for tilt.com EXCLUDELIST, comma-separated",
+    ),
 }
 
 
@@ -68,15 +78,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "directory: run from the project directory.",
     )
     p.add_argument("--o", required=True, help="output directory")
-    p.add_argument("--n", type=int, default=None, help="number of tilt series (default 1, or len(--names))")
-    p.add_argument("--names", default=None, help="comma-separated tilt-series names (default TS_01, TS_02, ...)")
+    p.add_argument(
+        "--n", type=int, default=None, help="number of tilt series (default 1, or len(--names))"
+    )
+    p.add_argument(
+        "--names",
+        default=None,
+        help="comma-separated tilt-series names (default TS_01, TS_02, ...)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--config", default=None, help="YAML or JSON file holding a dict of simulation parameters")
+    p.add_argument(
+        "--config", default=None, help="YAML or JSON file holding a dict of simulation parameters"
+    )
     for flag, (field, typ, help_text) in FLAGS.items():
         p.add_argument(flag, dest=field, type=typ, default=None, help=help_text)
-    p.add_argument("--flipYZ", dest="flip_yz", action="store_true", default=None, help="truth for --flipYZ import")
-    p.add_argument("--flipZ", dest="flip_z", action="store_true", default=None, help="truth for --flipYZ --flipZ")
-    p.add_argument("--no-noise", dest="noise", action="store_false", default=None, help="no Poisson noise")
+    p.add_argument(
+        "--flipYZ",
+        dest="flip_yz",
+        action="store_true",
+        default=None,
+        help="truth for --flipYZ import",
+    )
+    p.add_argument(
+        "--flipZ",
+        dest="flip_z",
+        action="store_true",
+        default=None,
+        help="truth for --flipYZ --flipZ",
+    )
+    p.add_argument(
+        "--no-noise", dest="noise", action="store_false", default=None, help="no Poisson noise"
+    )
     p.set_defaults(func=run)
 
 

@@ -156,7 +156,12 @@ class _Problem:
         # depth prior: along the reference beam, centred on the tomogram centre
         u = self.proj[self.ref, 2, :3]
         self.u = u / np.linalg.norm(u)
-        corners = np.array(np.meshgrid(*[[0.0, float(s)] for s in tomo_size], indexing="ij")).reshape(3, -1).T + 1.0
+        corners = (
+            np.array(np.meshgrid(*[[0.0, float(s)] for s in tomo_size], indexing="ij"))
+            .reshape(3, -1)
+            .T
+            + 1.0
+        )
         depth = corners @ self.u
         self.depth_c = float(self.centre @ self.u)
         self.depth_sd = max(0.25 * float(depth.max() - depth.min()), 2.0 * self.r)
@@ -227,7 +232,9 @@ class _Problem:
                 if shift is not None:
                     G[:, 2] = shift
                     q1 = q + shift
-                    r_i, c_i = _assign(q1, np.minimum(max(2 * self.r, 6.0) + 3 * sq, self.p.search_px), P)
+                    r_i, c_i = _assign(
+                        q1, np.minimum(max(2 * self.r, 6.0) + 3 * sq, self.p.search_px), P
+                    )
                     if r_i.size:
                         G = fit_affine_2d(q[r_i], P[c_i])
                         res = np.linalg.norm((q[r_i] @ G[:, :2].T + G[:, 2]) - P[c_i], axis=1)
@@ -273,7 +280,9 @@ class _Problem:
             obs, idx, sig = self.reassociate(stack, pred, gate)
         return obs, idx, cams, sig
 
-    def reassociate(self, stack: NDArray[np.floating], pred: F64, gate: float) -> tuple[F64, NDArray[np.int64], F64]:
+    def reassociate(
+        self, stack: NDArray[np.floating], pred: F64, gate: float
+    ) -> tuple[F64, NDArray[np.int64], F64]:
         """Observations of every bead in every view: the gated detection, else a targeted fit."""
         m = pred.shape[0]
         obs = np.full((m, self.n, 2), np.nan)
@@ -298,7 +307,9 @@ class _Problem:
             d = np.nan_to_num(d, nan=np.inf)
             j = np.argmin(d, axis=2)  # (n, m)
             dmin = np.take_along_axis(d, j[..., None], axis=2)[..., 0]
-            close = (dmin < 2.5 * self.r) & (dmin > 0.5 * self.r)  # closer: a duplicate, not an overlap
+            close = (dmin < 2.5 * self.r) & (
+                dmin > 0.5 * self.r
+            )  # closer: a duplicate, not an overlap
             nbr = np.where(close, j, -1).T  # (m, n)
         crowded = inside & (nbr >= 0)
         obs[crowded] = np.nan
@@ -310,8 +321,14 @@ class _Problem:
             nbx = np.where(nb >= 0, pred[np.maximum(nb, 0), miss_v, 0], np.nan)
             nby = np.where(nb >= 0, pred[np.maximum(nb, 0), miss_v, 1], np.nan)
             fit = fit_beads(
-                stack, miss_v, pred[miss_b, miss_v, 0], pred[miss_b, miss_v, 1], self.r, max_move=gate,
-                nbr_x=nbx, nbr_y=nby,
+                stack,
+                miss_v,
+                pred[miss_b, miss_v, 0],
+                pred[miss_b, miss_v, 1],
+                self.r,
+                max_move=gate,
+                nbr_x=nbx,
+                nbr_y=nby,
             )
             good = fit.ok & (fit.significance >= self.p.fill_significance)
             obs[miss_b[good], miss_v[good], 0] = fit.x[good]
@@ -394,7 +411,9 @@ def associate(
     n_obs = inl.sum(axis=1)
     n_in = np.maximum(in_img.sum(axis=1), 1)
     frac = n_obs / n_in
-    keep = np.isfinite(xyz).all(axis=1) & (n_obs >= params.min_views) & (frac >= params.min_fraction)
+    keep = (
+        np.isfinite(xyz).all(axis=1) & (n_obs >= params.min_views) & (frac >= params.min_fraction)
+    )
     xyz, obs, sig, in_img, frac = xyz[keep], obs[keep], sig[keep], in_img[keep], frac[keep]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -402,7 +421,12 @@ def associate(
     score = np.nan_to_num(mean_sig) * np.minimum(frac, 1.0)
     order = np.argsort(-score, kind="stable")
     return Beads(
-        xyz=xyz[order], obs=obs[order], score_obs=sig[order], in_image=in_img[order], score=score[order], cams=cams
+        xyz=xyz[order],
+        obs=obs[order],
+        score_obs=sig[order],
+        in_image=in_img[order],
+        score=score[order],
+        cams=cams,
     )
 
 
@@ -414,9 +438,9 @@ def _duplicates(xyz: F64, n_obs: NDArray[np.integer], dist: float) -> NDArray[np
         return drop
     from scipy.spatial import cKDTree
 
-    pairs = cKDTree(np.where(ok[:, None], xyz, 1e12 + np.arange(xyz.shape[0])[:, None] * 1e6)).query_pairs(
-        dist, output_type="ndarray"
-    )
+    pairs = cKDTree(
+        np.where(ok[:, None], xyz, 1e12 + np.arange(xyz.shape[0])[:, None] * 1e6)
+    ).query_pairs(dist, output_type="ndarray")
     if pairs.size == 0:
         return drop
     strength = np.maximum(n_obs[pairs[:, 0]], n_obs[pairs[:, 1]])

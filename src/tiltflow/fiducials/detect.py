@@ -37,9 +37,9 @@ PROFILE_BLUR_PX = 0.6
 #: clip level (in global robust sigma) of the squared map used for the local noise estimate
 _CLIP = 3.0
 #: E[min(x², c²)] for a standard normal x and c = _CLIP (makes the clipped mean unbiased)
-_CLIP_MEAN = (math.erf(_CLIP / math.sqrt(2)) - 2 * _CLIP * math.exp(-_CLIP**2 / 2) / math.sqrt(2 * math.pi)) + _CLIP**2 * (
-    1 - math.erf(_CLIP / math.sqrt(2))
-)
+_CLIP_MEAN = (
+    math.erf(_CLIP / math.sqrt(2)) - 2 * _CLIP * math.exp(-(_CLIP**2) / 2) / math.sqrt(2 * math.pi)
+) + _CLIP**2 * (1 - math.erf(_CLIP / math.sqrt(2)))
 
 
 def default_binning(radius_px: float) -> int:
@@ -61,8 +61,13 @@ class Detections:
     def __len__(self) -> int:
         return int(self.frame.size)
 
-    def subset(self, keep: NDArray[np.bool_] | NDArray[np.int64]) -> "Detections":
-        return Detections(*(getattr(self, f)[keep] for f in ("frame", "x", "y", "peak", "amplitude", "significance")))
+    def subset(self, keep: NDArray[np.bool_] | NDArray[np.int64]) -> Detections:
+        return Detections(
+            *(
+                getattr(self, f)[keep]
+                for f in ("frame", "x", "y", "peak", "amplitude", "significance")
+            )
+        )
 
 
 def _bin_stack(xp: ModuleType, stack: object, b: int) -> object:
@@ -153,7 +158,7 @@ def detect_peaks(
         xs.append((x_i - pad) * b + (b - 1) / 2.0)
         peaks.append(zval.astype(np.float64))
     k = int(sum(a.size for a in frames_out))
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
     return Detections(
         frame=cat(frames_out, np.int64),
         x=cat(xs, np.float64),
@@ -246,7 +251,9 @@ def fit_beads(
         Y = iy0[:, None, None] + off[None, :, None]  # (k, W, 1)
         X, Y = np.broadcast_arrays(X, Y)
         inside = (X >= 0) & (X < w) & (Y >= 0) & (Y < h)
-        vals = stack[frames[:, None, None], np.clip(Y, 0, h - 1), np.clip(X, 0, w - 1)].astype(np.float64)
+        vals = stack[frames[:, None, None], np.clip(Y, 0, h - 1), np.clip(X, 0, w - 1)].astype(
+            np.float64
+        )
         within = ((X - ix0[:, None, None]) ** 2 + (Y - iy0[:, None, None]) ** 2) <= r_mask**2
         wgt = (inside & within).astype(np.float64)
         # normalise intensities per window (robust to the dose scale)
@@ -267,7 +274,13 @@ def fit_beads(
             cols = [np.ones_like(s), dxw, dyw, s]
             if has_nbr:
                 rn = np.sqrt((X - nx[:, None, None]) ** 2 + (Y - ny[:, None, None]) ** 2)
-                cols.append(np.where(np.isfinite(rn), np.interp(np.nan_to_num(rn, nan=1e9), rtab, stab, right=0.0), 0.0))
+                cols.append(
+                    np.where(
+                        np.isfinite(rn),
+                        np.interp(np.nan_to_num(rn, nan=1e9), rtab, stab, right=0.0),
+                        0.0,
+                    )
+                )
             A = np.stack(cols, axis=-1)  # (k, W, W, 4 or 5)
             Af = A.reshape(k, -1, A.shape[-1])
             Aw = (Af * wf[..., None]).swapaxes(1, 2)  # (k, nc, P)
@@ -334,7 +347,9 @@ def detect(
         return det
     fit = fit_beads(stack, det.frame, det.x, det.y, radius_px)
     keep = fit.ok & (fit.significance >= min_significance)
-    out = Detections(det.frame, fit.x, fit.y, det.peak, fit.amplitude, fit.significance).subset(keep)
+    out = Detections(det.frame, fit.x, fit.y, det.peak, fit.amplitude, fit.significance).subset(
+        keep
+    )
     return _dedupe(out, radius_px)
 
 

@@ -135,7 +135,7 @@ def tracks_to_frame(tracks: Tracks) -> pd.DataFrame:
     )
 
 
-def write_tracks(path: str | os.PathLike[str], tracks: "Tracks | pd.DataFrame") -> None:
+def write_tracks(path: str | os.PathLike[str], tracks: Tracks | pd.DataFrame) -> None:
     """Write the tracks side file (a :class:`Tracks` or a DataFrame with :data:`TRACK_LABELS`)."""
     df = tracks_to_frame(tracks) if isinstance(tracks, Tracks) else tracks
     missing = [lab for lab in TRACK_LABELS if lab not in df.columns]
@@ -144,7 +144,9 @@ def write_tracks(path: str | os.PathLike[str], tracks: "Tracks | pd.DataFrame") 
     cols: dict[str, list] = {}
     for lab in TRACK_LABELS:
         v = df[lab].to_numpy()
-        cols[lab] = [int(x) for x in v] if lab in ("tfBeadIndex", "tfTiltIndex") else [float(x) for x in v]
+        cols[lab] = (
+            [int(x) for x in v] if lab in ("tfBeadIndex", "tfTiltIndex") else [float(x) for x in v]
+        )
     write_star(path, {TRACKS_BLOCK: cols}, header=(STAR_VERSION_LINE,))
 
 
@@ -155,7 +157,14 @@ def read_tracks(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputError(path, f"no data_{TRACKS_BLOCK} block: not a tiltflow tracks file")
     df = blocks[TRACKS_BLOCK]
     if len(df) == 0:
-        return pd.DataFrame({lab: pd.Series(dtype=np.int64 if lab in ("tfBeadIndex", "tfTiltIndex") else np.float64) for lab in TRACK_LABELS})
+        return pd.DataFrame(
+            {
+                lab: pd.Series(
+                    dtype=np.int64 if lab in ("tfBeadIndex", "tfTiltIndex") else np.float64
+                )
+                for lab in TRACK_LABELS
+            }
+        )
     require_columns(df, TRACK_LABELS, path, TRACKS_BLOCK)
     return df
 

@@ -16,7 +16,13 @@ from tiltflow.backend import DEVICES, get_array_module
 from tiltflow.errors import ConfigError, InputError
 from tiltflow.fiducials.associate import AssociationParams, associate
 from tiltflow.fiducials.detect import default_binning, detect
-from tiltflow.fiducials.io import Tracks, fiducials_filename, tracks_path_for, write_fiducials, write_tracks
+from tiltflow.fiducials.io import (
+    Tracks,
+    fiducials_filename,
+    tracks_path_for,
+    write_fiducials,
+    write_tracks,
+)
 from tiltflow.fiducials.triangulate import cameras, robust_triangulate
 from tiltflow.geometry import project
 from tiltflow.imod.fid import read_fid_model
@@ -90,10 +96,9 @@ class FiducialParams:
             bad("imod_fid", "source 'imod' needs the path of the IMOD fiducial model (.fid)")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "FiducialParams":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> FiducialParams:
         """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
         return params_from_dict(cls, d, "fiducials")
-
 
     def association(self) -> AssociationParams:
         return AssociationParams(
@@ -121,10 +126,19 @@ def _tracks(proj: F64, xyz: F64, obs: F64, score_obs: F64) -> Tracks:
     o = obs[b, t]
     f = fit[b, t]
     sc = np.nan_to_num(score_obs[b, t], nan=0.0) if score_obs.size else np.zeros(b.size)
-    return Tracks(bead=b.astype(np.int64), tilt=t.astype(np.int64), obs=o, fit=f, residual=np.linalg.norm(o - f, axis=1), score=sc)
+    return Tracks(
+        bead=b.astype(np.int64),
+        tilt=t.astype(np.int64),
+        obs=o,
+        fit=f,
+        residual=np.linalg.norm(o - f, axis=1),
+        score=sc,
+    )
 
 
-def find_fiducials(stack: NDArray[np.floating], tomo: Tomogram, params: FiducialParams = FiducialParams()) -> FiducialResult:
+def find_fiducials(
+    stack: NDArray[np.floating], tomo: Tomogram, params: FiducialParams = FiducialParams()
+) -> FiducialResult:
     """Detect, track and triangulate the gold beads of one tilt series (library entry point).
 
     ``stack`` (n, h, w) holds the tomogram's tilt images in row order. Returns world positions
@@ -153,10 +167,14 @@ def find_fiducials(stack: NDArray[np.floating], tomo: Tomogram, params: Fiducial
         )
     else:
         msg = f"{tomo.name}: {beads.n_beads} beads, {len(tracks)} observations in {tomo.n_tilts} tilts"
-    return FiducialResult(xyz=beads.xyz, score=beads.score, tracks=tracks, message=msg, n_detections=len(det))
+    return FiducialResult(
+        xyz=beads.xyz, score=beads.score, tracks=tracks, message=msg, n_detections=len(det)
+    )
 
 
-def fiducials_from_imod(tomo: Tomogram, params: FiducialParams, image_size: tuple[int, int]) -> FiducialResult:
+def fiducials_from_imod(
+    tomo: Tomogram, params: FiducialParams, image_size: tuple[int, int]
+) -> FiducialResult:
     """Fiducials from an IMOD model: tracks as given, 3D positions triangulated robustly."""
     fid = Path(params.imod_fid.replace("{name}", tomo.name))
     if params.imod_excluded_views is not None:
@@ -170,7 +188,10 @@ def fiducials_from_imod(tomo: Tomogram, params: FiducialParams, image_size: tupl
     n_raw = tomo.n_tilts + len(excluded)
     kept = np.array([v for v in range(n_raw) if v + 1 not in excluded], dtype=np.int64)
     if kept.size != tomo.n_tilts:
-        raise InputError(fid, f"{kept.size} kept views after exclusions but tomogram {tomo.name} has {tomo.n_tilts} tilts")
+        raise InputError(
+            fid,
+            f"{kept.size} kept views after exclusions but tomogram {tomo.name} has {tomo.n_tilts} tilts",
+        )
     prexg = None
     if params.imod_prexg:
         from tiltflow.imod.xf import read_xf
@@ -205,7 +226,9 @@ def run_find_fiducials(
     if names is not None:
         unknown = [n for n in names if n not in tset.names]
         if unknown:
-            raise ConfigError(f"tomogram(s) {', '.join(unknown)} not in {tomo_star} (have {', '.join(tset.names)})")
+            raise ConfigError(
+                f"tomogram(s) {', '.join(unknown)} not in {tomo_star} (have {', '.join(tset.names)})"
+            )
         selected = [tset[n] for n in names]
     else:
         selected = list(tset)

@@ -80,7 +80,9 @@ def _doses(tomo: Tomogram) -> tuple[F64, list[str]]:
     return dose, notes
 
 
-def _fallback(tomo: Tomogram, dose: F64, meas: TiltIntensities | None, reason: str, mfp: float) -> IceResult:
+def _fallback(
+    tomo: Tomogram, dose: F64, meas: TiltIntensities | None, reason: str, mfp: float
+) -> IceResult:
     beams = beam_directions(tomo.proj)
     frame = tilt_frame(beams)
     scale = np.abs(beams @ frame.v0)
@@ -135,16 +137,28 @@ def estimate_ice(
     name = stack_name or tomo.tilt_series
     stack = np.asarray(stack)
     if stack.ndim != 3 or stack.shape[0] != tomo.n_tilts:
-        raise InputError(name, f"stack has shape {stack.shape}, expected ({tomo.n_tilts}, h, w) for tomogram {tomo.name}")
+        raise InputError(
+            name,
+            f"stack has shape {stack.shape}, expected ({tomo.n_tilts}, h, w) for tomogram {tomo.name}",
+        )
     mfp = mean_free_path_nm(tomo.voltage, params.mean_free_path_nm)
     dose, notes = _doses(tomo)
     bead_r_px = params.bead_radius_A / tomo.pixel_size
-    beads = None if beads_world is None else np.asarray(beads_world, dtype=np.float64).reshape(-1, 3)
+    beads = (
+        None if beads_world is None else np.asarray(beads_world, dtype=np.float64).reshape(-1, 3)
+    )
 
     # counts check on the raw stack first (the flat field would hide a zero mean)
     meas = measure_intensities(
-        stack, tomo.proj, tomo.size, bead_r_px, params.central_fraction, params.clip_sigma,
-        params.bead_mask_factor, params.dark_mask_sigma, beads,
+        stack,
+        tomo.proj,
+        tomo.size,
+        bead_r_px,
+        params.central_fraction,
+        params.clip_sigma,
+        params.bead_mask_factor,
+        params.dark_mask_sigma,
+        beads,
     )
     try:
         check_counts(meas, name)
@@ -167,7 +181,9 @@ def estimate_ice(
         )
         if params.fallback == "cos":
             return _fallback(tomo, dose, meas, reason, mfp)
-        raise InputError(name, reason + "; use the unnormalised stack or set ice fallback 'cos' (--fallback cos)")
+        raise InputError(
+            name, reason + "; use the unnormalised stack or set ice fallback 'cos' (--fallback cos)"
+        )
 
     fit = fit_beer_lambert(beams, log_i, valid, q_fixed=0.0, outlier_sigma=params.outlier_sigma)
     source = "fitted" if fit.q_fitted else "tilt plane"
@@ -175,7 +191,14 @@ def estimate_ice(
     if not fit.q_fitted and beads is not None and params.normal_from_beads == "auto":
         planes = bead_plane_normal(beads, frame, fit.normal, max_rms_px=max(2.0, bead_r_px))
         if planes is not None:
-            fit = fit_beer_lambert(beams, log_i, valid, q_fixed=planes.q, fit_q=False, outlier_sigma=params.outlier_sigma)
+            fit = fit_beer_lambert(
+                beams,
+                log_i,
+                valid,
+                q_fixed=planes.q,
+                fit_q=False,
+                outlier_sigma=params.outlier_sigma,
+            )
             source = "fiducials"
             q_deg = float(np.degrees(np.arctan(planes.q_sd)))
             fit = dataclasses.replace(fit, normal_sd_deg=float(np.hypot(fit.normal_sd_deg, q_deg)))
@@ -183,16 +206,22 @@ def estimate_ice(
                 f"tilt-axis component of the ice normal from {planes.n_beads} fiducials on the ice surfaces "
                 f"(plane RMS {planes.rms_px:.2g} px, q = {planes.q:.4f} ± {planes.q_sd:.4f})"
             )
-    notes.extend(m for m in fit.notes if not (source == "fiducials" and m.startswith("ice-normal component")))
+    notes.extend(
+        m for m in fit.notes if not (source == "fiducials" and m.startswith("ice-normal component"))
+    )
     if source == "tilt plane":
-        notes.append("t is the thickness seen in the tilt plane: t / cos(normal tilt about the tilt-axis perpendicular)")
+        notes.append(
+            "t is the thickness seen in the tilt plane: t / cos(normal tilt about the tilt-axis perpendicular)"
+        )
     if tilt_range < params.min_tilt_range_deg:
         notes.append(
             f"DEGENERATE: tilt range {tilt_range:.0f}° < {params.min_tilt_range_deg:.0f}°: thickness and "
             "luminance are poorly separated (see t_sd)"
         )
     if fit.t < 0:
-        notes.append(f"WARNING: fitted relative thickness is negative ({fit.t:.3g}); intensities may not be in counts")
+        notes.append(
+            f"WARNING: fitted relative thickness is negative ({fit.t:.3g}); intensities may not be in counts"
+        )
     lum = float(np.exp(fit.log_l))
     att = np.exp(-fit.t / np.abs(beams @ fit.normal))
     return IceResult(

@@ -196,5 +196,6 @@ def check_counts(meas: TiltIntensities, stack_name: str) -> None:
     ratio = meas.raw_mean / np.maximum(meas.raw_std, 1e-300)
     if float(np.median(ratio)) < 0.1:
         raise InputError(
-            stack_name, f"mean intensity is near zero relative to its spread (mean/std = {np.median(ratio):.3g}); {hint}"
+            stack_name,
+            f"mean intensity is near zero relative to its spread (mean/std = {np.median(ratio):.3g}); {hint}",
         )

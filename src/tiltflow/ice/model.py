@@ -162,7 +162,9 @@ def fit_beer_lambert(
     k = 4 if fit_q else 3
     notes: list[str] = []
     if int(ok.sum()) < k + 1:
-        raise NoDataError(f"only {int(ok.sum())} tilts with data; the ice fit needs at least {k + 1}")
+        raise NoDataError(
+            f"only {int(ok.sum())} tilts with data; the ice fit needs at least {k + 1}"
+        )
 
     def model(x: F64) -> F64:
         q = x[3] if fit_q else q_fixed
@@ -187,8 +189,14 @@ def fit_beer_lambert(
         else:
             x0 = list(x)
         sol = least_squares(
-            lambda xx: model(xx)[idx] - y[idx], np.asarray(x0, dtype=np.float64), method="lm",
-            x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000,
+            lambda xx: model(xx)[idx] - y[idx],
+            np.asarray(x0, dtype=np.float64),
+            method="lm",
+            x_scale="jac",
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=2000,
         )
         x = sol.x
         res = y - model(x)
@@ -220,9 +228,14 @@ def fit_beer_lambert(
     normal = normal_from_pq(frame, float(x[2]), q)
     # angular uncertainty of n: d n / d(p[, q]) projected, propagated
     eps = 1e-6
-    cols = [(normal_from_pq(frame, x[2] + eps, q) - normal_from_pq(frame, x[2] - eps, q)) / (2 * eps)]
+    cols = [
+        (normal_from_pq(frame, x[2] + eps, q) - normal_from_pq(frame, x[2] - eps, q)) / (2 * eps)
+    ]
     if fit_q:
-        cols.append((normal_from_pq(frame, x[2], q + eps) - normal_from_pq(frame, x[2], q - eps)) / (2 * eps))
+        cols.append(
+            (normal_from_pq(frame, x[2], q + eps) - normal_from_pq(frame, x[2], q - eps))
+            / (2 * eps)
+        )
     jn = np.stack(cols, axis=1)
     cov_n = jn @ cov[2:, 2:] @ jn.T
     normal_sd = float(np.degrees(np.sqrt(max(np.trace(cov_n), 0.0))))

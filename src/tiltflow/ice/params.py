@@ -57,7 +57,9 @@ class IceParams:
 
     def __post_init__(self) -> None:
         if not (0.0 < self.central_fraction <= 1.0):
-            raise ConfigError(f"ice.central_fraction must be in (0, 1], got {self.central_fraction}")
+            raise ConfigError(
+                f"ice.central_fraction must be in (0, 1], got {self.central_fraction}"
+            )
         for key in ("clip_sigma", "bead_radius_A", "bead_mask_factor", "dark_mask_sigma"):
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
@@ -67,18 +69,24 @@ class IceParams:
         if self.mean_free_path_nm is not None and not (
             math.isfinite(self.mean_free_path_nm) and self.mean_free_path_nm > 0
         ):
-            raise ConfigError(f"ice.mean_free_path_nm must be positive or null, got {self.mean_free_path_nm}")
+            raise ConfigError(
+                f"ice.mean_free_path_nm must be positive or null, got {self.mean_free_path_nm}"
+            )
         if self.fallback not in FALLBACKS:
-            raise ConfigError(f"ice.fallback must be one of {list(FALLBACKS)}, got {self.fallback!r}")
+            raise ConfigError(
+                f"ice.fallback must be one of {list(FALLBACKS)}, got {self.fallback!r}"
+            )
         if self.normal_from_beads not in NORMAL_FROM_BEADS:
             raise ConfigError(
                 f"ice.normal_from_beads must be one of {list(NORMAL_FROM_BEADS)}, got {self.normal_from_beads!r}"
             )
         if not (0.0 <= self.min_tilt_range_deg < 180.0):
-            raise ConfigError(f"ice.min_tilt_range_deg must be in [0, 180), got {self.min_tilt_range_deg}")
+            raise ConfigError(
+                f"ice.min_tilt_range_deg must be in [0, 180), got {self.min_tilt_range_deg}"
+            )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "IceParams":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> IceParams:
         """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
         return params_from_dict(cls, d, "ice")
 

@@ -128,9 +128,16 @@ def plot_ice(path: str | os.PathLike[str], res: IceResult) -> None:
         obs = res.norm_intensity / lum
         ax.plot(a[res.used], obs[res.used], "o", ms=4, color="C0", label="measured (used)")
         if (~res.used).any():
-            ax.plot(a[~res.used], obs[~res.used], "x", ms=6, color="C3", label="measured (left out)")
-        ax.plot(a[order], (res.fit_intensity / lum)[order], "-", color="C1",
-                label=f"fit: t = {res.t:.3f} ± {res.t_sd:.3f}")
+            ax.plot(
+                a[~res.used], obs[~res.used], "x", ms=6, color="C3", label="measured (left out)"
+            )
+        ax.plot(
+            a[order],
+            (res.fit_intensity / lum)[order],
+            "-",
+            color="C1",
+            label=f"fit: t = {res.t:.3f} ± {res.t_sd:.3f}",
+        )
         ax.set_ylabel("I / (dose · L)")
         thick = f", {res.thickness_nm:.0f} nm" if np.isfinite(res.thickness_nm) else ""
         ax.set_title(f"{res.name}: relative ice thickness {res.t:.3f}{thick}")

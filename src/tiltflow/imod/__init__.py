@@ -13,9 +13,6 @@ Public readers (re-exported here for convenience):
 
 from __future__ import annotations
 
-
-from tiltflow.imod.xf import read_xf
-from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.comfile import (
     ComKeywords,
     NewstCom,
@@ -26,6 +23,8 @@ from tiltflow.imod.comfile import (
     read_tilt_com,
 )
 from tiltflow.imod.defocus import CtfPlotterTable, read_ctfplotter
+from tiltflow.imod.tlt import read_tlt
+from tiltflow.imod.xf import read_xf
 
 __all__ = [
     "read_text_lines",

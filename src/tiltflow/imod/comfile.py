@@ -73,15 +73,22 @@ def read_comfile(path: PathLike) -> ComKeywords:
         m = _KEYWORD.match(text)
         if m is None:
             raise InputError(
-                path, f"expected 'KEYWORD value' (or a '$' command / '#' comment), found {text!r}", line=lineno
+                path,
+                f"expected 'KEYWORD value' (or a '$' command / '#' comment), found {text!r}",
+                line=lineno,
             )
         kw.add(m.group(1), m.group(2).strip(), lineno)
     if not kw.entries:
-        raise InputError(path, "contains no keyword lines (expected an IMOD command file with 'KEYWORD value' lines)")
+        raise InputError(
+            path,
+            "contains no keyword lines (expected an IMOD command file with 'KEYWORD value' lines)",
+        )
     return kw
 
 
-def parse_view_list(text: str, path: PathLike | None = None, line: int | None = None) -> tuple[int, ...]:
+def parse_view_list(
+    text: str, path: PathLike | None = None, line: int | None = None
+) -> tuple[int, ...]:
     """Expand a 1-based IMOD view list such as ``"1-3,7,10-12"`` into every view it names.
 
     Ranges ``a-b`` mean every view from ``a`` to ``b`` (either order); commas and/or whitespace
@@ -95,22 +102,30 @@ def parse_view_list(text: str, path: PathLike | None = None, line: int | None = 
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if m is None:
             raise InputError(
-                path, f"expected a 1-based view list like '1-3,7', found item {item!r} in {text.strip()!r}", line=line
+                path,
+                f"expected a 1-based view list like '1-3,7', found item {item!r} in {text.strip()!r}",
+                line=line,
             )
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
         if a < 1 or b < 1:
-            raise InputError(path, f"view numbers are 1-based, found {item!r} in {text.strip()!r}", line=line)
+            raise InputError(
+                path, f"view numbers are 1-based, found {item!r} in {text.strip()!r}", line=line
+            )
         lo, hi = min(a, b), max(a, b)
         views.update(range(lo, hi + 1))
     return tuple(sorted(views))
 
 
-def _numbers(value: str, n_min: int, n_max: int, path: PathLike, line: int, key: str) -> list[float]:
+def _numbers(
+    value: str, n_min: int, n_max: int, path: PathLike, line: int, key: str
+) -> list[float]:
     tokens = [t for t in _SEP.split(value.strip()) if t]
     if not (n_min <= len(tokens) <= n_max):
         want = str(n_min) if n_min == n_max else f"{n_min} to {n_max}"
-        raise InputError(path, f"{key}: expected {want} number(s), found {value.strip()!r}", line=line)
+        raise InputError(
+            path, f"{key}: expected {want} number(s), found {value.strip()!r}", line=line
+        )
     return [parse_float(t, path, line, key) for t in tokens]
 
 
@@ -149,7 +164,9 @@ def read_tilt_com(path: PathLike) -> TiltCom:
     if (hit := kw.last_ci("FULLIMAGE")) is not None:
         w, h = _numbers(hit[0], 2, 2, path, hit[1], "FULLIMAGE (width height)")
         if w != int(w) or h != int(h) or w < 1 or h < 1:
-            raise InputError(path, f"FULLIMAGE: expected two positive integers, found {hit[0]!r}", line=hit[1])
+            raise InputError(
+                path, f"FULLIMAGE: expected two positive integers, found {hit[0]!r}", line=hit[1]
+            )
         full_image = (int(w), int(h))
 
     shift = (0.0, 0.0)
@@ -203,7 +220,9 @@ def read_newst_com(path: PathLike) -> NewstCom:
         w, h = _numbers(hit[0], 2, 2, path, hit[1], "SizeToOutputInXandY (width,height)")
         if w != int(w) or h != int(h) or w < 1 or h < 1:
             raise InputError(
-                path, f"SizeToOutputInXandY: expected two positive integers, found {hit[0]!r}", line=hit[1]
+                path,
+                f"SizeToOutputInXandY: expected two positive integers, found {hit[0]!r}",
+                line=hit[1],
             )
         size = (int(w), int(h))
 
@@ -211,7 +230,9 @@ def read_newst_com(path: PathLike) -> NewstCom:
     if (hit := kw.last_ci("BinByFactor")) is not None:
         tokens = [t for t in _SEP.split(hit[0].strip()) if t]
         if len(tokens) != 1:
-            raise InputError(path, f"BinByFactor: expected one integer, found {hit[0]!r}", line=hit[1])
+            raise InputError(
+                path, f"BinByFactor: expected one integer, found {hit[0]!r}", line=hit[1]
+            )
         bin_by = parse_int(tokens[0], path, hit[1], "BinByFactor")
         if bin_by < 1:
             raise InputError(path, f"BinByFactor must be >= 1, found {hit[0]!r}", line=hit[1])

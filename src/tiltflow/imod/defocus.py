@@ -133,7 +133,11 @@ def read_ctfplotter(path: PathLike) -> CtfPlotterTable:
     a wrong number of columns for the version/flags, non-numeric or non-finite values, unknown
     flag bits or an invalid view range.
     """
-    lines = [(n, t) for n, t in read_text_lines(path, "a ctfplotter .defocus file") if not t.startswith("#")]
+    lines = [
+        (n, t)
+        for n, t in read_text_lines(path, "a ctfplotter .defocus file")
+        if not t.startswith("#")
+    ]
     if not lines:
         raise InputError(path, "is empty (expected a ctfplotter .defocus file)")
 
@@ -145,10 +149,16 @@ def read_ctfplotter(path: PathLike) -> CtfPlotterTable:
     if len(tokens) == 6 and _is_int_token(tokens[5]) and int(tokens[5]) >= 3:
         version = int(tokens[5])
         if version != 3:
-            raise InputError(path, f"unsupported .defocus version {version} (expected 1, 2 or 3)", line=first_no)
+            raise InputError(
+                path, f"unsupported .defocus version {version} (expected 1, 2 or 3)", line=first_no
+            )
         flags = parse_int(tokens[0], path, first_no, "the version-3 flags")
         if flags < 0 or flags & ~_ALL_FLAGS:
-            raise InputError(path, f"unknown flag bits in {flags} (expected a sum of 1, 2, 4, 8, 16, 32)", line=first_no)
+            raise InputError(
+                path,
+                f"unknown flag bits in {flags} (expected a sum of 1, 2, 4, 8, 16, 32)",
+                line=first_no,
+            )
         data = lines[1:]
         if not data:
             raise InputError(path, "has a version-3 header but no data lines")

@@ -91,7 +91,9 @@ class FidTracks:
         views tilt.com did not exclude, in stack order); points on other views are dropped.
         """
         kept = np.asarray(kept_views, dtype=np.int64).reshape(-1)
-        row_of = np.full(max(int(kept.max(initial=-1)), int(self.view.max(initial=-1))) + 1, -1, dtype=np.int64)
+        row_of = np.full(
+            max(int(kept.max(initial=-1)), int(self.view.max(initial=-1))) + 1, -1, dtype=np.int64
+        )
         row_of[kept] = np.arange(kept.size)
         out = np.full((self.n_beads, kept.size, 2), np.nan)
         rows = row_of[self.view] if len(self) else np.zeros(0, dtype=np.int64)
@@ -109,7 +111,9 @@ def _read_model(path: Path):  # -> imodmodel.ImodModel
     try:
         import imodmodel
     except ImportError:  # pragma: no cover - dependency of the package
-        raise InputError(path, "reading IMOD models needs the 'imodmodel' package (pip install imodmodel)") from None
+        raise InputError(
+            path, "reading IMOD models needs the 'imodmodel' package (pip install imodmodel)"
+        ) from None
     try:
         return imodmodel.ImodModel.from_file(path)
     except Exception as exc:  # the parser raises assorted errors on foreign/broken files
@@ -154,7 +158,9 @@ def read_fid_model(
     try:
         flip_yz = bool(int(model.header.flags) & _FLIPYZ_BIT)
     except (TypeError, ValueError):  # pragma: no cover - other imodmodel versions
-        flip_yz = bool(getattr(model.header.flags, "model_last_viewed_onYZ_flipped_or_rotated", False))
+        flip_yz = bool(
+            getattr(model.header.flags, "model_last_viewed_onYZ_flipped_or_rotated", False)
+        )
     n_points_total = 0
     contours: list[tuple[int, int, F64]] = []
     for io, obj in enumerate(model.objects, start=1):
@@ -169,7 +175,8 @@ def read_fid_model(
         raise InputError(path, "the fiducial model is empty (no points in any contour)")
     if not contours:
         raise InputError(
-            path, f"the fiducial model has no contour with {min_points} or more points (nothing to track)"
+            path,
+            f"the fiducial model has no contour with {min_points} or more points (nothing to track)",
         )
 
     # --- views -----------------------------------------------------------------------------
@@ -183,7 +190,11 @@ def read_fid_model(
         bad = (v < 0) if n_views is None else ((v < 0) | (v >= n_views))
         if np.any(bad):
             k = int(np.argmax(bad))
-            want = "a view >= 0" if n_views is None else f"views 0..{n_views - 1} (the stack has {n_views} views)"
+            want = (
+                "a view >= 0"
+                if n_views is None
+                else f"views 0..{n_views - 1} (the stack has {n_views} views)"
+            )
             raise InputError(
                 path,
                 f"object {io}, contour {ic}, point {k + 1}: z = {pts[k, 2]:g} is view {v[k]} "
@@ -228,7 +239,8 @@ def read_fid_model(
         w, h = int(round(hdr_size[0] * binning)), int(round(hdr_size[1] * binning))
     elif prexg is not None or binning != 1.0:
         raise InputError(
-            path, "the model header gives no image size: pass raw_size (the raw stack's width and height)"
+            path,
+            "the model header gives no image size: pass raw_size (the raw stack's width and height)",
         )
     else:
         w = h = 0  # not needed: binning 1 without prexg is a pure half-pixel shift
@@ -237,7 +249,11 @@ def read_fid_model(
         x = x - IMOD_PIXEL_ORIGIN
         y = y - IMOD_PIXEL_ORIGIN
     else:
-        cm = (hdr_size[0] / 2.0, hdr_size[1] / 2.0) if has_hdr else (w / binning / 2.0, h / binning / 2.0)
+        cm = (
+            (hdr_size[0] / 2.0, hdr_size[1] / 2.0)
+            if has_hdr
+            else (w / binning / 2.0, h / binning / 2.0)
+        )
         cr = centre((w, h))
         x = cr[0] + binning * (x - cm[0])
         y = cr[1] + binning * (y - cm[1])
@@ -247,7 +263,8 @@ def read_fid_model(
         g = np.asarray(prexg, dtype=np.float64).reshape(-1, 6)
         if view.size and int(view.max()) >= g.shape[0]:
             raise InputError(
-                path, f"has points on view {int(view.max())} (0-based) but the .prexg has only {g.shape[0]} lines"
+                path,
+                f"has points on view {int(view.max())} (0-based) but the .prexg has only {g.shape[0]} lines",
             )
         a = g[view, :4].reshape(-1, 2, 2)
         det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
@@ -265,8 +282,11 @@ def read_fid_model(
         x, y = raw[:, 0].copy(), raw[:, 1].copy()
 
     return FidTracks(
-        bead=bead, view=view, x=np.ascontiguousarray(x, dtype=np.float64),
-        y=np.ascontiguousarray(y, dtype=np.float64), labels=labels,
+        bead=bead,
+        view=view,
+        x=np.ascontiguousarray(x, dtype=np.float64),
+        y=np.ascontiguousarray(y, dtype=np.float64),
+        labels=labels,
         image_size=hdr_size if has_hdr else (0, 0),
     )
 
@@ -299,7 +319,11 @@ class FidXyz:
     @property
     def labels(self) -> I64:
         """(m, 2) 1-based ``(object, contour)``, comparable with :attr:`FidTracks.labels`."""
-        return np.stack([self.obj, self.contour], axis=1) if len(self) else np.zeros((0, 2), dtype=np.int64)
+        return (
+            np.stack([self.obj, self.contour], axis=1)
+            if len(self)
+            else np.zeros((0, 2), dtype=np.int64)
+        )
 
 
 _EXTRA = re.compile(r"^\s*Pix:\s*(\S+)\s+Dim:\s*(\S+)\s+(\S+)\s*$")
@@ -321,7 +345,9 @@ def _split_line(raw: str, text: str, path: Path, lineno: int) -> tuple[list[str]
         if all(fields):
             return fields, ("" if k < 0 else body[k:])
     raise InputError(
-        path, f"expected 'point X Y Z object contour' (6 numbers), found {len(tokens)} field(s): {text!r}", line=lineno
+        path,
+        f"expected 'point X Y Z object contour' (6 numbers), found {len(tokens)} field(s): {text!r}",
+        line=lineno,
     )
 
 
@@ -348,19 +374,28 @@ def read_fid_xyz(path: PathLike) -> FidXyz:
         else:
             fields, rest = _split_line(text, text, path, lineno)
         points.append(parse_int(fields[0], path, lineno, _COLUMNS[0]))
-        xyz.append([parse_float(t, path, lineno, _COLUMNS[i + 1]) for i, t in enumerate(fields[1:4])])
+        xyz.append(
+            [parse_float(t, path, lineno, _COLUMNS[i + 1]) for i, t in enumerate(fields[1:4])]
+        )
         objs.append(parse_int(fields[4], path, lineno, _COLUMNS[4]))
         conts.append(parse_int(fields[5], path, lineno, _COLUMNS[5]))
         if rest.strip():
             m = _EXTRA.match(rest)
             if m is None:
                 raise InputError(
-                    path, f"expected 'Pix: <size> Dim: <nx> <ny>' after the contour, found {rest!r}", line=lineno
+                    path,
+                    f"expected 'Pix: <size> Dim: <nx> <ny>' after the contour, found {rest!r}",
+                    line=lineno,
                 )
             pixel_size = parse_float(m.group(1), path, lineno, "Pix: (pixel size)")
-            dims = (parse_int(m.group(2), path, lineno, "Dim: nx"), parse_int(m.group(3), path, lineno, "Dim: ny"))
+            dims = (
+                parse_int(m.group(2), path, lineno, "Dim: nx"),
+                parse_int(m.group(3), path, lineno, "Dim: ny"),
+            )
     if not points:
-        raise InputError(path, "contains no data lines (expected 'point X Y Z object contour' per line)")
+        raise InputError(
+            path, "contains no data lines (expected 'point X Y Z object contour' per line)"
+        )
     return FidXyz(
         point=np.asarray(points, dtype=np.int64),
         xyz=np.asarray(xyz, dtype=np.float64).reshape(-1, 3),
@@ -405,10 +440,19 @@ def fid_xyz_to_world(
         axis=1,
     )
     o = translation((-1.0, -geom.thickness / 2.0, -1.0))
-    off = translation((geom.offset[0] - geom.shift[0], geom.offset[1] - geom.shift[1], geom.offset[2]))
+    off = translation(
+        (geom.offset[0] - geom.shift[0], geom.offset[1] - geom.shift[1], geom.offset[2])
+    )
     m = o @ off @ geom.flip_matrix()
     world = np.linalg.solve(m, internal.T).T
     return np.ascontiguousarray(world[:, :3])
 
 
-__all__ = ["FidTracks", "FidXyz", "IMOD_PIXEL_ORIGIN", "read_fid_model", "read_fid_xyz", "fid_xyz_to_world"]
+__all__ = [
+    "FidTracks",
+    "FidXyz",
+    "IMOD_PIXEL_ORIGIN",
+    "read_fid_model",
+    "read_fid_xyz",
+    "fid_xyz_to_world",
+]

@@ -21,7 +21,7 @@ def _split_fixed(text: str) -> list[str] | None:
     """Split a 72-character Fortran line into six 12-character fields, or None if it is not one."""
     if len(text) != 6 * _FIELD:
         return None
-    fields = [text[i * _FIELD:(i + 1) * _FIELD] for i in range(6)]
+    fields = [text[i * _FIELD : (i + 1) * _FIELD] for i in range(6)]
     if all(_NUMBER.match(f) for f in fields):
         return [f.strip() for f in fields]
     return None

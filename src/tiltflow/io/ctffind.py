@@ -60,8 +60,12 @@ def read_ctffind(path: PathLike) -> CtfFindTable:
                 f"expected 7 columns ({'; '.join(CTFFIND_COLUMNS)}), found {len(tokens)}: {text!r}",
                 line=lineno,
             )
-        rows.append([parse_float(t, path, lineno, CTFFIND_COLUMNS[i]) for i, t in enumerate(tokens[:7])])
+        rows.append(
+            [parse_float(t, path, lineno, CTFFIND_COLUMNS[i]) for i, t in enumerate(tokens[:7])]
+        )
     if not rows:
-        raise InputError(path, "contains no data lines (expected CTFFIND4 results, one line per micrograph)")
+        raise InputError(
+            path, "contains no data lines (expected CTFFIND4 results, one line per micrograph)"
+        )
     arr = np.asarray(rows, dtype=np.float64)
     return CtfFindTable(*(arr[:, i].copy() for i in range(7)))

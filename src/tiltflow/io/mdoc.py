@@ -97,16 +97,23 @@ def _load_mdoc(path: PathLike) -> Mdoc:
                 value = first.get("input")
                 line = _line_of(path, field, value)
                 raise InputError(
-                    path, f"invalid value {value!r} for {field} ({first.get('msg', 'invalid')})", line=line
+                    path,
+                    f"invalid value {value!r} for {field} ({first.get('msg', 'invalid')})",
+                    line=line,
                 ) from None
             except (IndexError, KeyError, TypeError):
                 pass
         bad = next(
-            (n for n, t in read_text_lines(path, "a SerialEM .mdoc file") if not t.startswith("[") and "=" not in t),
+            (
+                n
+                for n, t in read_text_lines(path, "a SerialEM .mdoc file")
+                if not t.startswith("[") and "=" not in t
+            ),
             None,
         )
         raise InputError(
-            path, f"is not a valid SerialEM .mdoc file (expected 'Key = value' lines and [ZValue = n] sections): {exc}",
+            path,
+            f"is not a valid SerialEM .mdoc file (expected 'Key = value' lines and [ZValue = n] sections): {exc}",
             line=bad,
         ) from None
 
@@ -127,19 +134,27 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
         sections = [s for s in mdoc.section_data if s.FrameSet is not None]
         kind = "FrameSet"
     if not sections:
-        raise InputError(path, "contains no [ZValue = n] (or [FrameSet = n]) sections: no tilt images")
+        raise InputError(
+            path, "contains no [ZValue = n] (or [FrameSet = n]) sections: no tilt images"
+        )
 
     z = np.asarray([getattr(s, kind) for s in sections], dtype=np.int64)
     angles = []
     for s, zi in zip(sections, z):
         if s.TiltAngle is None or not np.isfinite(s.TiltAngle):
-            raise InputError(path, f"section [{kind} = {zi}] has no TiltAngle", line=_line_of(path, kind, zi))
+            raise InputError(
+                path, f"section [{kind} = {zi}] has no TiltAngle", line=_line_of(path, kind, zi)
+            )
         angles.append(float(s.TiltAngle))
     doses = []
     for s, zi in zip(sections, z):
         d = 0.0 if s.ExposureDose is None else float(s.ExposureDose)
         if not np.isfinite(d):
-            raise InputError(path, f"section [{kind} = {zi}] has a non-finite ExposureDose", line=_line_of(path, kind, zi))
+            raise InputError(
+                path,
+                f"section [{kind} = {zi}] has a non-finite ExposureDose",
+                line=_line_of(path, kind, zi),
+            )
         doses.append(d)
 
     times = [_parse_datetime(s.DateTime) for s in sections]
@@ -152,7 +167,9 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
 
     pixel_size = mdoc.global_data.PixelSpacing
     if pixel_size is None:
-        pixel_size = next((s.PixelSpacing for s in mdoc.section_data if s.PixelSpacing is not None), None)
+        pixel_size = next(
+            (s.PixelSpacing for s in mdoc.section_data if s.PixelSpacing is not None), None
+        )
     if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
         pixel_size = None
 
@@ -165,7 +182,9 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
     )
 
 
-def pre_exposure_from_mdoc(tilt_angles_deg: np.ndarray, acq: MdocAcquisition, fractional_dose: float) -> np.ndarray:
+def pre_exposure_from_mdoc(
+    tilt_angles_deg: np.ndarray, acq: MdocAcquisition, fractional_dose: float
+) -> np.ndarray:
     """Pre-exposure (e/Å²) of each tilt from the mdoc acquisition order.
 
     Each tilt is matched to the mdoc section with the nearest tilt angle (ties: the one acquired

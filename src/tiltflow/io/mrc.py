@@ -60,7 +60,9 @@ def _open_header(path: PathLike) -> tuple[np.recarray, int]:
     _check_path(p)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # strict mode raises on real problems; the rest is noise
+            warnings.simplefilter(
+                "ignore"
+            )  # strict mode raises on real problems; the rest is noise
             with mrcfile.open(p, mode="r", header_only=True, permissive=False) as mrc:
                 header = mrc.header.copy()
                 ext_bytes = int(mrc.header.nsymbt)
@@ -108,7 +110,9 @@ def read_stack(path: PathLike) -> np.ndarray:
     except ValueError as exc:
         raise InputError(p, f"unsupported MRC mode {int(header.mode)}: {exc}") from None
     if dtype.kind == "c" or dtype.fields is not None or int(header.mode) in (3, 4, 16, 101):
-        raise InputError(p, f"unsupported MRC mode {int(header.mode)} (expected real-valued images)")
+        raise InputError(
+            p, f"unsupported MRC mode {int(header.mode)} (expected real-valued images)"
+        )
     offset = header.nbytes + ext_bytes
     need = offset + nx * ny * nz * dtype.itemsize
     size = p.stat().st_size
@@ -132,7 +136,9 @@ def write_stack(path: PathLike, data: np.ndarray, pixel_size: float | None) -> N
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or min(arr.shape) < 1:
-        raise ValueError(f"write_stack expects an (n, h, w) or (h, w) array, got shape {np.shape(data)}")
+        raise ValueError(
+            f"write_stack expects an (n, h, w) or (h, w) array, got shape {np.shape(data)}"
+        )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size must be positive or None, got {pixel_size!r}")

@@ -32,7 +32,9 @@ def read_order_list(path: PathLike) -> np.ndarray:
             continue  # header line
         if len(tokens) != 2:
             raise InputError(
-                path, f"expected 2 comma-separated values 'index,tilt_angle', found {len(tokens)}: {text!r}", line=lineno
+                path,
+                f"expected 2 comma-separated values 'index,tilt_angle', found {len(tokens)}: {text!r}",
+                line=lineno,
             )
         rows.append(
             [
@@ -63,7 +65,9 @@ def nearest_order_entry(tilt_angles_deg: np.ndarray, order: np.ndarray) -> np.nd
     return np.argmin(d, axis=1)  # argmin returns the first minimum: ties go to the earlier row
 
 
-def pre_exposure_from_order(tilt_angles_deg: np.ndarray, order: np.ndarray, dose_per_tilt: float) -> np.ndarray:
+def pre_exposure_from_order(
+    tilt_angles_deg: np.ndarray, order: np.ndarray, dose_per_tilt: float
+) -> np.ndarray:
     """Pre-exposure (e/Å²) of each tilt from an order list, as RELION 4 computes it.
 
     Each tilt is matched to the order entry with the nearest angle; its pre-exposure is the

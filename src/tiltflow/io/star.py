@@ -78,7 +78,9 @@ def loop_block(name: str, columns: Mapping[str, Sequence[Value]]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def star_text(blocks: Mapping[str, Mapping[str, Sequence[Value]]], header: Sequence[str] = ()) -> str:
+def star_text(
+    blocks: Mapping[str, Mapping[str, Sequence[Value]]], header: Sequence[str] = ()
+) -> str:
     """Text of a whole STAR file: optional comment lines, then one loop block per entry."""
     out = "".join(f"# {h}\n" for h in header)
     if header:
@@ -97,7 +99,9 @@ def write_star(
     write_text_atomic(path, star_text(blocks, header))
 
 
-def read_star(path: str | os.PathLike[str], parse_as_string: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+def read_star(
+    path: str | os.PathLike[str], parse_as_string: Sequence[str] = ()
+) -> dict[str, pd.DataFrame]:
     """Read every block of a STAR file as a DataFrame (single key/value blocks as one row).
 
     Labels in ``parse_as_string`` (no leading underscore) stay text, so names such as ``001``
@@ -118,11 +122,16 @@ def read_star(path: str | os.PathLike[str], parse_as_string: Sequence[str] = ())
     return out
 
 
-def require_columns(df: pd.DataFrame, labels: Sequence[str], path: str | os.PathLike[str], block: str) -> None:
+def require_columns(
+    df: pd.DataFrame, labels: Sequence[str], path: str | os.PathLike[str], block: str
+) -> None:
     """Raise an InputError naming the file and block if any label is missing."""
     missing = [lab for lab in labels if lab not in df.columns]
     if missing:
-        raise InputError(path, f"block data_{block} lacks required column(s) {', '.join('_' + m for m in missing)}")
+        raise InputError(
+            path,
+            f"block data_{block} lacks required column(s) {', '.join('_' + m for m in missing)}",
+        )
 
 
 def parse_vector(text: object, path: str | os.PathLike[str], where: str) -> np.ndarray:

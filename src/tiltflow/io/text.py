@@ -33,7 +33,9 @@ def read_text_lines(path: PathLike, what: str = "text file") -> list[tuple[int, 
         with open(p, encoding="utf-8-sig", newline=None) as fh:
             text = fh.read()
     except UnicodeDecodeError as exc:
-        raise InputError(p, f"is not a text file (expected {what}): {exc.reason} at byte {exc.start}") from None
+        raise InputError(
+            p, f"is not a text file (expected {what}): {exc.reason} at byte {exc.start}"
+        ) from None
     except OSError as exc:
         raise InputError(p, f"cannot be read ({exc.strerror or exc})") from None
     if "\x00" in text:
@@ -51,7 +53,9 @@ def parse_float(token: str, path: PathLike | None, line: int | None, what: str) 
     try:
         value = float(token)
     except ValueError:
-        raise InputError(path, f"expected a number for {what}, found {token!r}", line=line) from None
+        raise InputError(
+            path, f"expected a number for {what}, found {token!r}", line=line
+        ) from None
     if not math.isfinite(value):
         raise InputError(path, f"expected a finite number for {what}, found {token!r}", line=line)
     return value
@@ -73,7 +77,10 @@ def parse_floats(
     tokens: Sequence[str], path: PathLike | None, line: int | None, names: Sequence[str]
 ) -> list[float]:
     """Parse ``tokens`` as finite floats, naming the column (``names[i]``) in any error."""
-    return [parse_float(t, path, line, names[i] if i < len(names) else f"column {i + 1}") for i, t in enumerate(tokens)]
+    return [
+        parse_float(t, path, line, names[i] if i < len(names) else f"column {i + 1}")
+        for i, t in enumerate(tokens)
+    ]
 
 
 def require_nonempty(rows: Sequence[object], path: PathLike, what: str) -> None:
@@ -82,7 +89,9 @@ def require_nonempty(rows: Sequence[object], path: PathLike, what: str) -> None:
         raise InputError(path, f"contains no data lines (expected {what})")
 
 
-def as_float_array(values: Sequence[float] | np.ndarray, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
+def as_float_array(
+    values: Sequence[float] | np.ndarray, shape_tail: tuple[int, ...] = ()
+) -> np.ndarray:
     """A float64 array; an empty input gets shape ``(0, *shape_tail)``."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:

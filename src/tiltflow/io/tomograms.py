@@ -68,7 +68,9 @@ def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
             continue
         if not all(have):
             lacking = [t.name for t in tomos if label not in t.extra]
-            raise ValueError(f"global label {label} is set for some tomograms but not for {lacking}")
+            raise ValueError(
+                f"global label {label} is set for some tomograms but not for {lacking}"
+            )
         g[label] = [t.extra[label] for t in tomos]
     blocks: dict[str, dict[str, list]] = {"global": g}
     for t in tomos:
@@ -86,7 +88,9 @@ def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
     return blocks
 
 
-def write_tomogram_set(path: str | os.PathLike[str], tomo_set: TomogramSet, comments: Sequence[str] = ()) -> None:
+def write_tomogram_set(
+    path: str | os.PathLike[str], tomo_set: TomogramSet, comments: Sequence[str] = ()
+) -> None:
     """Write ``tomograms.star`` atomically (``# version 30001`` first, then any comment lines)."""
     write_star(path, tomogram_set_blocks(tomo_set), header=(STAR_VERSION_LINE, *comments))
 
@@ -96,7 +100,9 @@ def _column(df: pd.DataFrame, label: str, path: Path, block: str, kind: type) ->
         values = df[label].to_numpy()
         arr = np.asarray(values, dtype=kind) if kind is not str else values.astype(str)
     except (ValueError, TypeError):
-        raise InputError(path, f"block data_{block}: column _{label} is not {kind.__name__}") from None
+        raise InputError(
+            path, f"block data_{block}: column _{label} is not {kind.__name__}"
+        ) from None
     if kind is float and not np.all(np.isfinite(arr)):
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise InputError(path, f"block data_{block}: column _{label} row {bad + 1} is not finite")
@@ -115,18 +121,33 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
     for i, row in g.iterrows():
         name = str(row["rlnTomoName"])
         if name not in blocks:
-            raise InputError(path, f"tomogram {name!r} is listed in data_global but has no data_{name} block")
+            raise InputError(
+                path, f"tomogram {name!r} is listed in data_global but has no data_{name} block"
+            )
         tb = blocks[name]
         require_columns(tb, TILT_LABELS, path, name)
         proj = np.stack(
             [
-                np.stack([parse_vector(v, path, f"data_{name} row {j + 1} _{lab}") for v in tb[lab]])
-                for j, lab in [(0, "rlnTomoProjX"), (1, "rlnTomoProjY"), (2, "rlnTomoProjZ"), (3, "rlnTomoProjW")]
+                np.stack(
+                    [parse_vector(v, path, f"data_{name} row {j + 1} _{lab}") for v in tb[lab]]
+                )
+                for j, lab in [
+                    (0, "rlnTomoProjX"),
+                    (1, "rlnTomoProjY"),
+                    (2, "rlnTomoProjZ"),
+                    (3, "rlnTomoProjW"),
+                ]
             ],
             axis=1,
         )
-        extra = {lab: row[lab] for lab in OPTIONAL_GLOBAL_LABELS if lab in g.columns and pd.notna(row[lab])}
-        extra = {k: (str(v) if k == "rlnTomoFiducialsStarFile" else float(v)) for k, v in extra.items()}
+        extra = {
+            lab: row[lab]
+            for lab in OPTIONAL_GLOBAL_LABELS
+            if lab in g.columns and pd.notna(row[lab])
+        }
+        extra = {
+            k: (str(v) if k == "rlnTomoFiducialsStarFile" else float(v)) for k, v in extra.items()
+        }
         tomos.append(
             Tomogram(
                 name=name,

@@ -11,7 +11,16 @@
   ice_fit_failed).
 """
 
-from tiltflow.qc.metrics import STEPS, SUMMARY_COLUMNS, Thresholds, TomogramQC, collect, flags_for, summary_row, summary_tsv
+from tiltflow.qc.metrics import (
+    STEPS,
+    SUMMARY_COLUMNS,
+    Thresholds,
+    TomogramQC,
+    collect,
+    flags_for,
+    summary_row,
+    summary_tsv,
+)
 from tiltflow.qc.plots import plot_tomogram
 from tiltflow.qc.report import summary_html
 

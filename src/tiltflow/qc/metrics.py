@@ -26,7 +26,7 @@ class Thresholds:
     min_tilts_fraction: float = 0.5
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Thresholds":
+    def from_dict(cls, d: Mapping[str, Any]) -> Thresholds:
         return cls(
             max_residual_px=float(d.get("max_residual_px", cls.max_residual_px)),
             min_beads=int(d.get("min_beads", cls.min_beads)),
@@ -88,7 +88,9 @@ def collect(
     from tiltflow.io.tomograms import read_tomogram_set
 
     status, reason = _read_status(provenance)
-    qc = TomogramQC(name=name, status=status, reason=reason, side=SideFiles.for_tomogram(name, results))
+    qc = TomogramQC(
+        name=name, status=status, reason=reason, side=SideFiles.for_tomogram(name, results)
+    )
     side = qc.side
     for step in reversed(STEPS):
         if status.get(step) == "ok" and step in stars:
@@ -105,8 +107,10 @@ def collect(
         qc.n_beads = int(len(fid))
     tr = side.block(side.tracks, "tracks")
     if tr is not None:
-        cols = {q: side.column(tr, f"track_{q}", "tracks") for q in ("bead", "tilt", "obs_x", "obs_y", "fit_x", "fit_y",
-                                                                      "residual")}
+        cols = {
+            q: side.column(tr, f"track_{q}", "tracks")
+            for q in ("bead", "tilt", "obs_x", "obs_y", "fit_x", "fit_y", "residual")
+        }
         qc.tracks = {k: v for k, v in cols.items() if v is not None}
         if qc.n_beads is None and "bead" in qc.tracks:
             qc.n_beads = int(len(np.unique(qc.tracks["bead"])))
@@ -123,7 +127,11 @@ def collect(
     qc.tilt_residual_after = side.column(tilts, "align_tilt_residual", "align/tilts")
     beads = side.block(side.align, "beads")
     qc.bead_residual_after = side.column(beads, "align_bead_residual", "align/beads")
-    if qc.residual_after is None and qc.bead_residual_after is not None and qc.bead_residual_after.size:
+    if (
+        qc.residual_after is None
+        and qc.bead_residual_after is not None
+        and qc.bead_residual_after.size
+    ):
         qc.residual_after = _nan_to_none(float(np.nanmean(qc.bead_residual_after)))
     qc.deltas = side.delta_columns(tilts, "align/tilts")
 
@@ -199,7 +207,12 @@ def flags_for(qc: TomogramQC, th: Thresholds) -> list[str]:
         status = (qc.ice.get("fit_status") or "ok").lower()
         if status.startswith("fallback"):
             flags.append("ice_fallback")
-        elif t is None or not math.isfinite(t) or t <= 0 or status not in ("ok", "fitted", "1", "true"):
+        elif (
+            t is None
+            or not math.isfinite(t)
+            or t <= 0
+            or status not in ("ok", "fitted", "1", "true")
+        ):
             flags.append("ice_fit_failed")
     elif qc.status.get("ice") == "failed" and qc.status.get("align") == "ok":
         flags.append("ice_fit_failed")
@@ -229,8 +242,18 @@ def summary_row(qc: TomogramQC, th: Thresholds) -> dict[str, Any]:
 
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "name", "status", "failed_step", "n_tilts", "n_beads", "residual_before_px", "residual_after_px",
-    "ice_thickness_rel", "ice_thickness_nm", "ice_luminance", "flags", "reason",
+    "name",
+    "status",
+    "failed_step",
+    "n_tilts",
+    "n_beads",
+    "residual_before_px",
+    "residual_after_px",
+    "ice_thickness_rel",
+    "ice_thickness_nm",
+    "ice_luminance",
+    "flags",
+    "reason",
 )
 
 

@@ -16,8 +16,16 @@ MAX_DISPLAY_PX = 1024
 
 def _not_available(ax: Any, title: str, why: str) -> None:
     ax.set_title(title, fontsize=9)
-    ax.text(0.5, 0.5, f"not available\n{why}", ha="center", va="center", fontsize=8, transform=ax.transAxes,
-            wrap=True)
+    ax.text(
+        0.5,
+        0.5,
+        f"not available\n{why}",
+        ha="center",
+        va="center",
+        fontsize=8,
+        transform=ax.transAxes,
+        wrap=True,
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -49,15 +57,32 @@ def _panel_beads(ax: Any, qc: TomogramQC) -> None:
     show = img[::step, ::step]
     lo, hi = np.percentile(show, [1, 99]) if show.size else (0, 1)
     h, w = img.shape
-    ax.imshow(show, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=(-0.5, w - 0.5, -0.5, h - 0.5),
-              interpolation="nearest")
+    ax.imshow(
+        show,
+        cmap="gray",
+        vmin=lo,
+        vmax=hi,
+        origin="lower",
+        extent=(-0.5, w - 0.5, -0.5, h - 0.5),
+        interpolation="nearest",
+    )
     tr = qc.tracks or {}
     if "tilt" in tr and "obs_x" in tr and "obs_y" in tr:
         sel = tr["tilt"] == f
-        ax.plot(tr["obs_x"][sel], tr["obs_y"][sel], "+", color="tab:red", ms=6, mew=1, label="observed")
+        ax.plot(
+            tr["obs_x"][sel], tr["obs_y"][sel], "+", color="tab:red", ms=6, mew=1, label="observed"
+        )
         if "fit_x" in tr and "fit_y" in tr:
-            ax.plot(tr["fit_x"][sel], tr["fit_y"][sel], "o", mfc="none", color="tab:cyan", ms=8, mew=0.8,
-                    label="3D bead projected")
+            ax.plot(
+                tr["fit_x"][sel],
+                tr["fit_y"][sel],
+                "o",
+                mfc="none",
+                color="tab:cyan",
+                ms=8,
+                mew=0.8,
+                label="3D bead projected",
+            )
         ax.legend(loc="upper right", fontsize=6, framealpha=0.6)
         title += f" (frame {f}, {int(sel.sum())} beads)"
     else:
@@ -78,7 +103,9 @@ def _panel_tilt_residuals(ax: Any, qc: TomogramQC, th: Thresholds) -> None:
     if "tilt" in tr and "residual" in tr and tr["tilt"].size:
         idx = tr["tilt"].astype(int)
         ok = (idx >= 0) & (idx < len(angles))
-        sums = np.bincount(idx[ok], weights=np.nan_to_num(tr["residual"][ok]), minlength=len(angles))
+        sums = np.bincount(
+            idx[ok], weights=np.nan_to_num(tr["residual"][ok]), minlength=len(angles)
+        )
         counts = np.bincount(idx[ok], minlength=len(angles))
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / counts
@@ -138,7 +165,9 @@ def _panel_ice(ax: Any, qc: TomogramQC) -> None:
     title = "ice fit (Beer–Lambert)"
     ice = qc.ice or {}
     if qc.tomo is None or qc.status.get("ice") != "ok":
-        return _not_available(ax, title, "ice step did not run" if qc.status.get("ice") != "failed" else "ice failed")
+        return _not_available(
+            ax, title, "ice step did not run" if qc.status.get("ice") != "failed" else "ice failed"
+        )
     x = path_factor(qc.tomo, ice.get("normal"))
     t = ice.get("thickness")
     lum = ice.get("luminance")
@@ -147,7 +176,14 @@ def _panel_ice(ax: Any, qc: TomogramQC) -> None:
         ax.plot(x, intensity, ".", color="tab:blue", label="measured / dose")
         if t is not None and lum is not None:
             xs = np.linspace(x.min(), x.max(), 50)
-            ax.plot(xs, lum * np.exp(-t * xs), "-", color="tab:red", lw=1, label=f"L·exp(-t/|n·v|), t={t:.3g}")
+            ax.plot(
+                xs,
+                lum * np.exp(-t * xs),
+                "-",
+                color="tab:red",
+                lw=1,
+                label=f"L·exp(-t/|n·v|), t={t:.3g}",
+            )
         elif ice.get("model") is not None and len(ice["model"]) == len(x):
             order = np.argsort(x)
             ax.plot(x[order], ice["model"][order], "-", color="tab:red", lw=1, label="model")
@@ -156,7 +192,14 @@ def _panel_ice(ax: Any, qc: TomogramQC) -> None:
         ax.plot(x, ice["scale"], ".", color="tab:blue", label="rlnCtfScalefactor")
         if t is not None:
             xs = np.linspace(x.min(), x.max(), 50)
-            ax.plot(xs, np.exp(-t * (xs - 1.0)), "-", color="tab:red", lw=1, label=f"exp(-t(1/|n·v|-1)), t={t:.3g}")
+            ax.plot(
+                xs,
+                np.exp(-t * (xs - 1.0)),
+                "-",
+                color="tab:red",
+                lw=1,
+                label=f"exp(-t(1/|n·v|-1)), t={t:.3g}",
+            )
         ax.set_ylabel("scale factor", fontsize=8)
     else:
         return _not_available(ax, title, "no intensities or scale factors")
@@ -166,8 +209,12 @@ def _panel_ice(ax: Any, qc: TomogramQC) -> None:
     ax.tick_params(labelsize=7)
 
 
-def plot_tomogram(qc: TomogramQC, out_png: str | os.PathLike[str], thresholds: Thresholds | None = None,
-                  flags: list[str] | None = None) -> None:
+def plot_tomogram(
+    qc: TomogramQC,
+    out_png: str | os.PathLike[str],
+    thresholds: Thresholds | None = None,
+    flags: list[str] | None = None,
+) -> None:
     """Write the five-panel QC figure of one tomogram to ``out_png`` (atomically)."""
     import matplotlib
 

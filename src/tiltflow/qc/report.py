@@ -9,8 +9,12 @@ from typing import Any
 from tiltflow.qc.metrics import SUMMARY_COLUMNS, _cell
 
 
-def summary_html(rows: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Any], version: str,
-                 figure_for: Mapping[str, str] | None = None) -> str:
+def summary_html(
+    rows: Sequence[Mapping[str, Any]],
+    thresholds: Mapping[str, Any],
+    version: str,
+    figure_for: Mapping[str, str] | None = None,
+) -> str:
     """HTML summary; flagged rows are highlighted, names link to their figure (relative path)."""
     figure_for = figure_for or {}
     n_flagged = sum(1 for r in rows if r.get("flags"))
@@ -22,7 +26,9 @@ def summary_html(rows: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Any
         "tr.flagged{background:#fde2e2}tr.ok{background:#e8f5e9}</style></head><body>",
         f"<h1>tiltflow QC summary</h1><p>tiltflow {html.escape(version)}; {len(rows)} tomograms, "
         f"{n_flagged} flagged. Thresholds: "
-        + ", ".join(f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in sorted(thresholds.items()))
+        + ", ".join(
+            f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in sorted(thresholds.items())
+        )
         + "</p>",
         "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in SUMMARY_COLUMNS) + "</tr>",
     ]
@@ -38,7 +44,11 @@ def summary_html(rows: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Any
     out.append("</table>")
     assumed = sorted({v for r in rows for v in (r.get("columns_used") or {}).values()})
     if assumed:
-        out.append("<h2>Side-file columns read</h2><p>" + ", ".join(html.escape(a) for a in assumed) + "</p>")
+        out.append(
+            "<h2>Side-file columns read</h2><p>"
+            + ", ".join(html.escape(a) for a in assumed)
+            + "</p>"
+        )
     problems = [(r["name"], p) for r in rows for p in (r.get("problems") or [])]
     if problems:
         out.append("<h2>Problems reading side files</h2><ul>")

@@ -35,18 +35,39 @@ ASSUMED: dict[str, tuple[str, ...]] = {
     "align_bead": ("tfBeadIndex",),
     "align_bead_residual": ("tfMeanResidualPx", "tfResidualPx", "tfResidualMeanPx", "tfResidual"),
     # align_<name>.star, block summary
-    "align_residual_before": ("tfResidualBeforePx", "tfMeanResidualBeforePx", "tfInitialResidualPx"),
-    "align_residual_after": ("tfMeanResidualPx", "tfResidualAfterPx", "tfMeanResidualAfterPx", "tfResidualMeanPx",
-                             "tfFinalResidualPx", "tfResidualPx"),
+    "align_residual_before": (
+        "tfResidualBeforePx",
+        "tfMeanResidualBeforePx",
+        "tfInitialResidualPx",
+    ),
+    "align_residual_after": (
+        "tfMeanResidualPx",
+        "tfResidualAfterPx",
+        "tfMeanResidualAfterPx",
+        "tfResidualMeanPx",
+        "tfFinalResidualPx",
+        "tfResidualPx",
+    ),
     # ice_<name>.star, block fit
-    "ice_thickness": ("tfRelativeThickness", "tfRelativeIceThickness", "tfIceThicknessRel", "tfThicknessRel"),
+    "ice_thickness": (
+        "tfRelativeThickness",
+        "tfRelativeIceThickness",
+        "tfIceThicknessRel",
+        "tfThicknessRel",
+    ),
     "ice_thickness_nm": ("tfIceThicknessNm", "tfThicknessNm", "tfAbsoluteThicknessNm"),
     "ice_luminance": ("tfLuminance", "tfRelativeLuminance"),
     "ice_status": ("tfStatus", "tfFitStatus"),
     # ice_<name>.star, block tilts
     "ice_tilt": ("tfTiltIndex",),
-    "ice_intensity": ("tfDoseNormIntensity", "tfIntensityPerDose", "tfNormalisedIntensity", "tfNormIntensity", "tfIntensity",
-                      "tfMeanIntensity"),
+    "ice_intensity": (
+        "tfDoseNormIntensity",
+        "tfIntensityPerDose",
+        "tfNormalisedIntensity",
+        "tfNormIntensity",
+        "tfIntensity",
+        "tfMeanIntensity",
+    ),
     "ice_model": ("tfFitIntensity", "tfModelIntensity", "tfModel", "tfPredictedIntensity"),
     "ice_used": ("tfUsedInFit", "tfUsed", "tfInlier", "tfIncluded"),
 }
@@ -67,7 +88,7 @@ class SideFiles:
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def for_tomogram(cls, name: str, results: str | os.PathLike[str] = "results") -> "SideFiles":
+    def for_tomogram(cls, name: str, results: str | os.PathLike[str] = "results") -> SideFiles:
         r = Path(results)
         return cls(name, r / "fiducials" / name, r / "align" / name, r / "ice" / name)
 

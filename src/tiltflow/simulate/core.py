@@ -84,8 +84,16 @@ def acquisition_order(angles: F64, scheme: str, group: int = 2) -> NDArray[np.in
         seq = list(by_angle)
     else:
         i0 = int(np.argmin(np.abs(angles)))
-        pos = [int(i) for i in by_angle if angles[i] > angles[i0] or (angles[i] == angles[i0] and i > i0)]
-        neg = [int(i) for i in by_angle[::-1] if angles[i] < angles[i0] or (angles[i] == angles[i0] and i < i0)]
+        pos = [
+            int(i)
+            for i in by_angle
+            if angles[i] > angles[i0] or (angles[i] == angles[i0] and i > i0)
+        ]
+        neg = [
+            int(i)
+            for i in by_angle[::-1]
+            if angles[i] < angles[i0] or (angles[i] == angles[i0] and i < i0)
+        ]
         if scheme == "bidirectional":
             seq = [i0] + pos + neg
         elif scheme == "dose-symmetric":
@@ -156,7 +164,11 @@ def ice_normal(params: SimulationParams) -> F64:
     ex = np.array([1.0, 0.0, 0.0])
     e_tilt = np.zeros(3)
     e_tilt[tilt_ax] = 1.0
-    n = _axis_rotation(e_tilt, params.ice_pretilt_deg[1]) @ _axis_rotation(ex, params.ice_pretilt_deg[0]) @ n
+    n = (
+        _axis_rotation(e_tilt, params.ice_pretilt_deg[1])
+        @ _axis_rotation(ex, params.ice_pretilt_deg[0])
+        @ n
+    )
     return n / np.linalg.norm(n)
 
 
@@ -305,7 +317,9 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
     d_shift = rng_pert.uniform(-1, 1, (n, 2)) * params.perturb_shift_px
     d_mag = rng_pert.uniform(-1, 1, n) * params.perturb_mag
     tilt_written = round_as_written(tilt_true + d_tilt, TLT_FORMAT)
-    xf_written = round_xf(xf_lines(params.tilt_axis_deg + d_rot, 1.0 + d_mag, xf_true[:, 4:] + d_shift))
+    xf_written = round_xf(
+        xf_lines(params.tilt_axis_deg + d_rot, 1.0 + d_mag, xf_true[:, 4:] + d_shift)
+    )
     if not (params.perturb_rotation_deg or params.perturb_mag or params.perturb_shift_px):
         xf_written = xf_true.copy()
 
@@ -323,7 +337,10 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
     beads = place_beads(params, geom.tomogram_size, normal, rng_beads)
     beads_2d = project(proj, beads)
     visible = (
-        (beads_2d[..., 0] >= 0) & (beads_2d[..., 0] <= w - 1) & (beads_2d[..., 1] >= 0) & (beads_2d[..., 1] <= h - 1)
+        (beads_2d[..., 0] >= 0)
+        & (beads_2d[..., 0] <= w - 1)
+        & (beads_2d[..., 1] >= 0)
+        & (beads_2d[..., 1] <= h - 1)
     )
 
     # --- dose and ice
@@ -350,7 +367,9 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
     for f in range(n):
         m2 = proj[f, :2, :3]
         in_plane = float(np.linalg.det(m2 @ m2.T) ** 0.25)
-        mean = render_tilt(dose[f] * luminance * attenuation[f], pattern, beads_2d[f], r_px, mu_px, in_plane)
+        mean = render_tilt(
+            dose[f] * luminance * attenuation[f], pattern, beads_2d[f], r_px, mu_px, in_plane
+        )
         if params.noise:
             stack[f] = rng_noise.poisson(mean)
         else:
@@ -385,6 +404,10 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
         ice_thickness_nm=float(params.ice_thickness_nm),
         mean_free_path_nm=float(params.mean_free_path_nm),
         tilt_axis_deg=float(params.tilt_axis_deg),
-        import_flags={"flip_yz": bool(params.flip_yz), "flip_z": bool(params.flip_z), "flip_ang": False},
+        import_flags={
+            "flip_yz": bool(params.flip_yz),
+            "flip_z": bool(params.flip_z),
+            "flip_ang": False,
+        },
     )
     return SimulatedTiltSeries(stack=stack, truth=truth, params=params)

@@ -19,10 +19,14 @@ IMPORT_STAR_NAME = "import.star"
 
 def derived_seed(seed: int, index: int) -> int:
     """Seed of the ``index``-th tilt series of a dataset (deterministic, independent streams)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
+    return int(
+        np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0]
+    )
 
 
-def simulate_dataset(params: SimulationParams, out_dir: str | os.PathLike[str], names: Sequence[str]) -> Path:
+def simulate_dataset(
+    params: SimulationParams, out_dir: str | os.PathLike[str], names: Sequence[str]
+) -> Path:
     """Simulate one IMOD project per name in ``out_dir/<name>/`` and write ``out_dir/import.star``.
 
     Tilt series ``i`` uses ``params`` with ``seed = derived_seed(params.seed, i)``. The import STAR
@@ -36,7 +40,9 @@ def simulate_dataset(params: SimulationParams, out_dir: str | os.PathLike[str], 
         raise ConfigError("simulate: no tilt-series names given")
     bad = [n for n in names if not n or any(c.isspace() or c in "/\\:" for c in n)]
     if bad:
-        raise ConfigError(f"simulate: invalid tilt-series names {bad} (no spaces, slashes or colons)")
+        raise ConfigError(
+            f"simulate: invalid tilt-series names {bad} (no spaces, slashes or colons)"
+        )
     if len(set(names)) != len(names):
         raise ConfigError(f"simulate: duplicate tilt-series names in {names}")
     out = Path(out_dir)

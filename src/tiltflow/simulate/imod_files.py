@@ -21,7 +21,9 @@ _DT = _dt.timedelta(seconds=30)
 
 def xf_text(xf: np.ndarray) -> str:
     """IMOD ``.xf`` text, one line per raw view."""
-    return "".join((XF_FORMAT % tuple(row)) + "\n" for row in np.asarray(xf, dtype=np.float64).reshape(-1, 6))
+    return "".join(
+        (XF_FORMAT % tuple(row)) + "\n" for row in np.asarray(xf, dtype=np.float64).reshape(-1, 6)
+    )
 
 
 def tlt_text(angles: np.ndarray) -> str:
@@ -52,7 +54,9 @@ def exclude_list_text(views: tuple[int, ...]) -> str:
     return ",".join(str(v) for v in sorted(set(views)))
 
 
-def tilt_com_text(name: str, ali_size: tuple[int, int], thickness: int, excluded: tuple[int, ...]) -> str:
+def tilt_com_text(
+    name: str, ali_size: tuple[int, int], thickness: int, excluded: tuple[int, ...]
+) -> str:
     """IMOD ``tilt.com`` with FULLIMAGE, THICKNESS, SHIFT 0 0, IMAGEBINNED 1 and EXCLUDELIST."""
     lines = [
         "# Command file to run Tilt (written by tiltflow simulate)",
@@ -82,11 +86,15 @@ def tilt_com_text(name: str, ali_size: tuple[int, int], thickness: int, excluded
     return "\n".join(lines) + "\n"
 
 
-def defocus_text(angles: np.ndarray, defocus_u_A: np.ndarray, defocus_v_A: np.ndarray, angle_deg: np.ndarray) -> str:
+def defocus_text(
+    angles: np.ndarray, defocus_u_A: np.ndarray, defocus_v_A: np.ndarray, angle_deg: np.ndarray
+) -> str:
     """ctfplotter version-3 ``.defocus`` with astigmatism (flag 1), one line per raw view (nm)."""
     out = ["1 0 0.0 0.0 0 3"]
     for i, (a, du, dv, ang) in enumerate(zip(angles, defocus_u_A, defocus_v_A, angle_deg)):
-        out.append(f"{i + 1}\t{i + 1}\t{a:.2f}\t{a:.2f}\t{du / 10.0:.2f}\t{dv / 10.0:.2f}\t{ang:.2f}")
+        out.append(
+            f"{i + 1}\t{i + 1}\t{a:.2f}\t{a:.2f}\t{du / 10.0:.2f}\t{dv / 10.0:.2f}\t{ang:.2f}"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -129,7 +137,9 @@ def mdoc_text(
     return "\n".join(lines) + "\n"
 
 
-def write_imod_project(ts: SimulatedTiltSeries, out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
+def write_imod_project(
+    ts: SimulatedTiltSeries, out_dir: str | os.PathLike[str], name: str
+) -> dict[str, Path]:
     """Write the IMOD project of one simulated tilt series into ``out_dir``.
 
     Returns the written paths by kind: ``stack`` (``<name>.mrc``), ``xf``, ``tlt``, ``newst``,
@@ -155,10 +165,13 @@ def write_imod_project(ts: SimulatedTiltSeries, out_dir: str | os.PathLike[str],
     write_text_atomic(paths["tlt"], tlt_text(t.tilt_written_deg))
     write_text_atomic(paths["newst"], newst_com_text(name, t.ali_size))
     write_text_atomic(paths["tilt"], tilt_com_text(name, t.ali_size, t.thickness, t.excluded_views))
-    write_text_atomic(paths["defocus"], defocus_text(t.tilt_true_deg, t.defocus_u, t.defocus_v, t.defocus_angle))
+    write_text_atomic(
+        paths["defocus"], defocus_text(t.tilt_true_deg, t.defocus_u, t.defocus_v, t.defocus_angle)
+    )
     write_text_atomic(paths["order_list"], order_list_text(t.tilt_true_deg, t.chrono_index))
     write_text_atomic(
-        paths["mdoc"], mdoc_text(name, t.tilt_true_deg, t.dose, t.chrono_index, t.pixel_size, t.raw_size)
+        paths["mdoc"],
+        mdoc_text(name, t.tilt_true_deg, t.dose, t.chrono_index, t.pixel_size, t.raw_size),
     )
     t.to_json(paths["truth"])
     return paths

@@ -116,7 +116,10 @@ class SimulationParams:
             if not (math.isfinite(v) and v >= 0):
                 fail(key, f"must be >= 0, got {v!r}")
         if not (-89.0 <= self.tilt_min <= self.tilt_max <= 89.0):
-            fail("tilt_min/tilt_max", f"need -89 <= tilt_min <= tilt_max <= 89, got {self.tilt_min}, {self.tilt_max}")
+            fail(
+                "tilt_min/tilt_max",
+                f"need -89 <= tilt_min <= tilt_max <= 89, got {self.tilt_min}, {self.tilt_max}",
+            )
         if self.scheme not in SCHEMES:
             fail("scheme", f"{self.scheme!r} is not one of {', '.join(SCHEMES)}")
         if self.dose_profile not in DOSE_PROFILES:
@@ -157,7 +160,7 @@ class SimulationParams:
         """The aligned-stack size actually used (``ali_size`` or ``raw_size``)."""
         return tuple(int(v) for v in (self.ali_size or self.raw_size))  # type: ignore[return-value]
 
-    def replace(self, **changes: Any) -> "SimulationParams":
+    def replace(self, **changes: Any) -> SimulationParams:
         """A copy with some parameters changed (validated)."""
         return dataclasses.replace(self, **changes)
 
@@ -170,6 +173,6 @@ class SimulationParams:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "SimulationParams":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SimulationParams:
         """Build from a config mapping; unknown keys or wrong kinds of value raise ConfigError."""
         return params_from_dict(cls, d, "simulate")

@@ -36,7 +36,10 @@ def bead_log_transmission(
     r_img = radius_px * in_plane_scale
     half = int(np.ceil(r_img)) + 1
     inside = (
-        (centres[:, 0] > -half) & (centres[:, 0] < w - 1 + half) & (centres[:, 1] > -half) & (centres[:, 1] < h - 1 + half)
+        (centres[:, 0] > -half)
+        & (centres[:, 0] < w - 1 + half)
+        & (centres[:, 1] > -half)
+        & (centres[:, 1] < h - 1 + half)
     )
     c = centres[inside]
     if c.shape[0] == 0 or radius_px <= 0 or contrast_per_px <= 0:
@@ -95,5 +98,7 @@ def render_tilt(
     in_plane_scale: float = 1.0,
 ) -> F64:
     """Expected counts of one tilt: ``mean_background · pattern · bead transmission`` (h, w)."""
-    logt = bead_log_transmission(bead_centres, radius_px, contrast_per_px, pattern.shape, in_plane_scale)
+    logt = bead_log_transmission(
+        bead_centres, radius_px, contrast_per_px, pattern.shape, in_plane_scale
+    )
     return mean_background * pattern * np.exp(logt)

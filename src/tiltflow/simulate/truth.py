@@ -111,7 +111,7 @@ class Truth:
         write_text_atomic(path, text)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Truth":
+    def from_dict(cls, d: dict[str, Any]) -> Truth:
         kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in d:
@@ -141,7 +141,7 @@ class Truth:
         return cls(**kw)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> "Truth":
+    def from_json(cls, path: str | os.PathLike[str]) -> Truth:
         """Read a ``truth.json`` written by :meth:`to_json`."""
         path = Path(path)
         try:
