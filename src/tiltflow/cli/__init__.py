@@ -24,7 +24,37 @@ VERBS: tuple[tuple[str, str], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: one-line help per verb, shown by ``tiltflow --help`` without importing any verb module
+VERB_HELP: dict[str, str] = {
+    "simulate": "write synthetic IMOD projects with known truth",
+    "import-imod": "import IMOD alignments into a RELION 4 tomogram set",
+    "find-fiducials": "find gold beads, track them through the tilts and place them in 3D",
+    "align": "refine every tilt's projection matrix from the fiducial tracks",
+    "estimate-ice": "fit the ice thickness and write per-tilt intensity scale factors",
+    "find-hand": "measure rlnTomoHand from the defocus gradient of tilted images",
+    "export-relion5": "write the tomogram set as RELION 5 STAR files",
+    "export-imod": "write the refined alignment back to IMOD (.xf, .tlt, tilt.com)",
+}
+
+
+def _selected_verb(argv: Sequence[str] | None) -> str | None:
+    """The verb named on the command line (first argument that is not an option), if any."""
+    if argv is None:
+        return None
+    names = {verb for _module, verb in VERBS}
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in names else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``tiltflow`` parser.
+
+    Only the verb named in ``argv`` is imported (its module pulls in numpy, scipy, ...); every other
+    verb is registered as a stub with its one-line help, so ``tiltflow --help`` and
+    ``tiltflow --version`` start without the numerical stack. ``argv=None`` imports every verb.
+    """
     parser = argparse.ArgumentParser(
         prog="tiltflow",
         description="IMOD tilt series to a refined RELION 4 tomogram set.",
@@ -32,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tiltflow {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for module, _verb in VERBS:
+    selected = _selected_verb(argv)
+    for module, verb in VERBS:
+        if argv is not None and verb != selected:
+            sub.add_parser(verb, help=VERB_HELP.get(verb, ""), add_help=False)
+            continue
         try:
             mod = importlib.import_module(f"tiltflow.cli.{module}")
         except ModuleNotFoundError as exc:
@@ -44,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         args.func(args)
