@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
-"""Time every tiltflow step on the standard synthetic case (and a scaled one).
+"""Time every tiltflow step on the standard cases of issue #10, next to the floor.
 
-Each step runs in its own Python process (fresh interpreter, so the peak memory is that step's
-own): wall time, CPU time (user + system) and peak resident memory (``ru_maxrss``) are measured
-inside that process around the step call only (imports excluded). The floor is reading every
-stack once. The cases are simulated first (not timed as a step; its time is printed too).
+One command builds the standard cases and runs the chain on each, every step in its own Python
+process as in the workflow. Per step: wall and CPU time of the step call (imports excluded), the
+process wall (imports included: what the chain costs), and peak resident memory (``ru_maxrss``).
+The floor, measured in the same run on the same stack, is reading the stack once, a tilt at a
+time, plus one ``scipy.fft.rfft2`` pass over every tilt (all CPU workers).
 
-    python benchmarks/bench_pipeline.py                 # standard case: 1 tilt series, 61 x 1024² at 8 Å/px
-    python benchmarks/bench_pipeline.py --scaled 8      # and 8 tilt series
+Cases (``--sizes``; default ``1k,2k``, add ``4k`` for the real-size case, 2.7 GB of disk):
+
+- 1k: 61 x 1024² at 8 Å/px, 40 beads, imported alignment perturbed (tilt 0.5°, rotation 0.5°,
+  shift 3 px);
+- 2k: 41 x 2048² at 2.7 Å/px, 30 beads of 50 Å, 900 px thick, 150 nm ice, perturbed as 4k;
+- 4k: 41 x 4096² at 1.35 Å/px, 30 beads of 50 Å, 1800 px thick, 150 nm ice, perturbed (tilt
+  0.5°, rotation 0.3°, shift 5 px): issue #10's case.
+
+The cost per (megapixel x tilt) of every step is printed for each case, so linearity in
+pixels x tilts can be read off (the ratios between cases should be ~1).
+
+    python benchmarks/bench_pipeline.py                       # 1k and 2k
+    python benchmarks/bench_pipeline.py --sizes 1k,2k,4k --json benchmarks/out/bench.json
     python benchmarks/bench_pipeline.py --device gpu --keep benchmarks/out/bench
 """
 
@@ -25,9 +37,19 @@ import time
 from pathlib import Path
 
 STEPS = ("simulate", "import", "floor", "fiducials", "align", "ice")
+#: the chain whose total is compared with the floor
+CHAIN = ("import", "fiducials", "align", "ice")
 
 
 # ------------------------------------------------------------------ child side: one step
+def _known(cls: type, values: dict) -> dict:
+    """``values`` without the benchmark-wide keys (device, threads) that ``cls`` does not have."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names or k not in ("device", "threads")}
+
+
 def _child(step: str, names: list[str], params: dict) -> dict:
     """Run one step in this process (cwd = the case directory) and measure it."""
     if step == "simulate":
@@ -38,17 +60,21 @@ def _child(step: str, names: list[str], params: dict) -> dict:
                 SimulationParams.from_dict(params.get("simulate", {})), Path("sim"), names
             )
     elif step == "floor":
-        import mrcfile
         import numpy as np
+        import scipy.fft
 
+        from tiltflow.io.mrc import read_stack
         from tiltflow.io.tomograms import read_tomogram_set
 
         stacks = [t.tilt_series for t in read_tomogram_set("import/tomograms.star")]
+        workers = os.cpu_count() or 1
 
         def call() -> None:
             for s in stacks:
-                with mrcfile.open(s, permissive=True) as mrc:
-                    np.asarray(mrc.data, dtype=np.float32).sum()
+                stack = read_stack(s)  # memory-mapped
+                for i in range(stack.shape[0]):
+                    frame = np.array(stack[i], dtype=np.float32)
+                    scipy.fft.rfft2(frame, workers=workers)
     elif step == "import":
         from tiltflow.importer import ImportOptions, run_import
 
@@ -67,7 +93,7 @@ def _child(step: str, names: list[str], params: dict) -> dict:
             run_find_fiducials(
                 "import/tomograms.star",
                 "fiducials",
-                FiducialParams.from_dict(params.get("fiducials", {})),
+                FiducialParams.from_dict(_known(FiducialParams, params.get("fiducials", {}))),
                 names=names,
             )
     elif step == "align":
@@ -77,7 +103,7 @@ def _child(step: str, names: list[str], params: dict) -> dict:
             run_align(
                 "fiducials/tomograms.star",
                 "align",
-                AlignParams.from_dict(params.get("align", {})),
+                AlignParams.from_dict(_known(AlignParams, params.get("align", {}))),
                 names=names,
             )
     elif step == "ice":
@@ -87,7 +113,7 @@ def _child(step: str, names: list[str], params: dict) -> dict:
             run_estimate_ice(
                 "align/tomograms.star",
                 "ice",
-                IceParams.from_dict(params.get("ice", {})),
+                IceParams.from_dict(_known(IceParams, params.get("ice", {}))),
                 names=names,
             )
     else:
@@ -104,9 +130,65 @@ def _child(step: str, names: list[str], params: dict) -> dict:
 
 
 # ------------------------------------------------------------------ parent side
-def run_case(label: str, n: int, params: dict, workdir: Path) -> list[dict]:
+_PERTURB_4K = {"perturb_tilt_deg": 0.5, "perturb_rotation_deg": 0.3, "perturb_shift_px": 5.0}
+
+#: the standard cases: (simulator params, import params, n tilts, image side)
+CASES: dict[str, dict] = {
+    "1k": {
+        "simulate": {
+            "raw_size": [1024, 1024],
+            "pixel_size": 8.0,
+            "tilt_step": 2.0,
+            "n_beads": 40,
+            "perturb_tilt_deg": 0.5,
+            "perturb_rotation_deg": 0.5,
+            "perturb_shift_px": 3.0,
+            "seed": 42,
+        },
+        "import": {"angpix": 8.0},
+    },
+    "2k": {
+        "simulate": {
+            "raw_size": [2048, 2048],
+            "pixel_size": 2.7,
+            "tilt_step": 3.0,
+            "n_beads": 30,
+            "bead_radius_A": 50.0,
+            "thickness_px": 900,
+            "ice_thickness_nm": 150.0,
+            **_PERTURB_4K,
+            "seed": 42,
+        },
+        "import": {"angpix": 2.7},
+    },
+    "4k": {
+        "simulate": {
+            "raw_size": [4096, 4096],
+            "pixel_size": 1.35,
+            "tilt_step": 3.0,
+            "n_beads": 30,
+            "bead_radius_A": 50.0,
+            "thickness_px": 1800,
+            "ice_thickness_nm": 150.0,
+            **_PERTURB_4K,
+            "seed": 42,
+        },
+        "import": {"angpix": 1.35},
+    },
+}
+
+
+def case_pixels(case: dict) -> float:
+    """Megapixels x tilts of a case (the unit of the linearity check)."""
+    sim = case["simulate"]
+    w, h = sim["raw_size"]
+    n_tilts = int(round(120.0 / sim["tilt_step"])) + 1
+    return w * h * n_tilts / 1e6
+
+
+def run_case(label: str, params: dict, workdir: Path) -> list[dict]:
     workdir.mkdir(parents=True, exist_ok=True)
-    names = [f"TS_{i + 1:02d}" for i in range(n)]
+    names = ["TS_01"]
     rows = []
     for step in STEPS:
         cmd = [
@@ -119,54 +201,90 @@ def run_case(label: str, n: int, params: dict, workdir: Path) -> list[dict]:
             "--_params",
             json.dumps(params),
         ]
+        t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+        process_wall = time.perf_counter() - t0
         if proc.returncode != 0:
             print(f"[{label}] step {step} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            nan = float("nan")
             rows.append(
                 {
                     "case": label,
                     "step": step,
-                    "wall_s": float("nan"),
-                    "cpu_s": float("nan"),
-                    "peak_rss_mb": float("nan"),
+                    "wall_s": nan,
+                    "cpu_s": nan,
+                    "process_s": nan,
+                    "peak_rss_mb": nan,
                 }
             )
             break
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         row["case"] = label
+        row["process_s"] = process_wall
         rows.append(row)
     return rows
 
 
-def print_table(rows: list[dict], n_tilts: dict[str, int]) -> None:
+def chain_row(rows: list[dict], label: str) -> dict:
+    """The chain (import + fiducials + align + ice, separate processes) of one case."""
+    mine = [r for r in rows if r["case"] == label and r["step"] in CHAIN]
+    return {
+        "case": label,
+        "step": "chain",
+        "wall_s": sum(r["process_s"] for r in mine),  # processes, imports included
+        "cpu_s": sum(r["cpu_s"] for r in mine),
+        "process_s": sum(r["process_s"] for r in mine),
+        "peak_rss_mb": max((r["peak_rss_mb"] for r in mine), default=float("nan")),
+    }
+
+
+def print_table(rows: list[dict], mpx: dict[str, float]) -> None:
     floors = {r["case"]: r["wall_s"] for r in rows if r["step"] == "floor"}
-    head = f"{'case':<14}{'step':<11}{'wall s':>9}{'CPU s':>9}{'peak MB':>9}{'x floor':>9}{'s/series':>10}"
+    head = (
+        f"{'case':<6}{'step':<11}{'wall s':>9}{'CPU s':>9}{'proc s':>9}{'peak MB':>9}"
+        f"{'x floor':>9}{'ms/(Mpx*tilt)':>15}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         floor = floors.get(r["case"], float("nan"))
-        ratio = r["wall_s"] / floor if floor and floor == floor and floor > 0 else float("nan")
-        per = r["wall_s"] / n_tilts[r["case"]]
+        wall = r["process_s"] if r["step"] == "chain" else r["wall_s"]
+        ratio = wall / floor if floor == floor and floor > 0 else float("nan")
+        per = 1e3 * wall / mpx[r["case"]]
         print(
-            f"{r['case']:<14}{r['step']:<11}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_rss_mb']:>9.0f}"
-            f"{ratio:>9.1f}{per:>10.2f}"
+            f"{r['case']:<6}{r['step']:<11}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}"
+            f"{r['process_s']:>9.2f}{r['peak_rss_mb']:>9.0f}{ratio:>9.2f}{per:>15.3f}"
         )
     print(
-        "\nfloor = reading every stack once (mrcfile, float32); x floor = wall / floor wall;"
-        " s/series = wall / number of tilt series"
+        "\nwall/CPU: the step call only; proc s: its whole process (interpreter start and imports "
+        "included);\nchain = import + fiducials + align + ice as separate processes (proc s); "
+        "floor = read the stack once\n(memory-mapped, a tilt at a time) + one rfft2 pass; "
+        "x floor = wall / floor wall (chain: proc s / floor)."
     )
+    labels = list(dict.fromkeys(r["case"] for r in rows))
+    if len(labels) > 1:
+        print("\nlinearity: cost per (Mpx x tilt) relative to the first case (1.0 = linear)")
+        steps = [s for s in (*STEPS[1:], "chain")]
+        print(f"{'step':<11}" + "".join(f"{lab:>9}" for lab in labels))
+        for step in steps:
+            vals = []
+            for lab in labels:
+                r = next((x for x in rows if x["case"] == lab and x["step"] == step), None)
+                w = (r["process_s"] if step == "chain" else r["wall_s"]) if r else float("nan")
+                vals.append(w / mpx[lab])
+            base = vals[0]
+            print(f"{step:<11}" + "".join(f"{v / base:>9.2f}" for v in vals))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--sizes", default="1k,2k", help="comma-separated cases: 1k, 2k, 4k")
     p.add_argument(
-        "--scaled", type=int, default=0, help="also run a case with this many tilt series (e.g. 8)"
+        "--device", default="cpu", choices=["cpu", "gpu", "auto"], help="fiducials/ice backend"
     )
-    p.add_argument(
-        "--device", default="cpu", choices=["cpu", "gpu", "auto"], help="fiducials backend"
-    )
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per step")
     p.add_argument(
         "--keep", default=None, help="keep the cases in this directory (default: a temporary one)"
     )
@@ -179,32 +297,33 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(args._child, args._names.split(","), json.loads(args._params))))
         return 0
 
-    params = {
-        # the standard case of the issues: 61 tilts of 1024 x 1024 at 8 Å/px, 40 beads of 50 Å
-        "simulate": {
-            "raw_size": [1024, 1024],
-            "pixel_size": 8.0,
-            "tilt_step": 2.0,
-            "n_beads": 40,
-            "seed": 42,
-        },
-        "import": {"angpix": 8.0},
-        "fiducials": {"device": args.device},
-        "align": {},
-        "ice": {},
-    }
+    labels = [x.strip() for x in args.sizes.split(",") if x.strip()]
+    unknown = [x for x in labels if x not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tiltflow-bench-"))
-    cases = [("standard", 1)] + ([(f"scaled x{args.scaled}", args.scaled)] if args.scaled else [])
     rows: list[dict] = []
     try:
-        for label, n in cases:
-            rows += run_case(label, n, params, root / label.replace(" ", "_"))
+        for label in labels:
+            params = {
+                **CASES[label],
+                "fiducials": {"device": args.device, "threads": args.threads},
+                "align": {},
+                "ice": {"device": args.device, "threads": args.threads},
+            }
+            case_rows = run_case(label, params, root / label)
+            rows += case_rows + [chain_row(case_rows, label)]
+            if not args.keep:
+                shutil.rmtree(root / label, ignore_errors=True)  # 4k: 2.7 GB per stack
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"tiltflow benchmark, {os.cpu_count()} CPUs, device {args.device}\n")
-    print_table(rows, {label: n for label, n in cases})
+    print(
+        f"tiltflow benchmark, {os.cpu_count()} CPUs, {args.threads} threads, device {args.device}\n"
+    )
+    print_table(rows, {lab: case_pixels(CASES[lab]) for lab in labels})
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0 if all(r["wall_s"] == r["wall_s"] for r in rows) else 1
 
