@@ -55,29 +55,59 @@ def robust_mean(values: ArrayLike, clip_sigma: float = 5.0) -> float:
     return centre
 
 
-def flat_field(stack: NDArray, max_side: int = FLAT_FIELD_BINNED_SIDE) -> tuple[F64, int]:
-    """Smooth flat field common to all tilts, binned: (hb, wb) array of mean 1 and the bin factor."""
-    n, h, w = stack.shape
-    b = max(1, int(np.ceil(max(h, w) / max_side)))
+def block_mean(img: NDArray, b: int) -> F64:
+    """Mean over ``b × b`` blocks (the trailing rows/columns that do not fill a block are dropped)."""
+    h, w = img.shape
     hb, wb = h // b, w // b
-    binned = np.empty((n, hb, wb))
-    for f in range(n):
-        img = np.asarray(stack[f, : hb * b, : wb * b], dtype=np.float64)
-        binned[f] = img.reshape(hb, b, wb, b).mean(axis=(1, 3))
+    a = np.asarray(img[: hb * b, : wb * b], dtype=np.float32)
+    if b == 1:
+        return a.astype(np.float64)
+    return a.reshape(hb, b, wb, b).mean(axis=(1, 3), dtype=np.float64)
+
+
+def flat_field_bin(h: int, w: int, max_side: int = FLAT_FIELD_BINNED_SIDE) -> int:
+    """Bin factor of the flat field for ``h × w`` images (binned side at most ``max_side``)."""
+    return max(1, int(np.ceil(max(h, w) / max_side)))
+
+
+def flat_field_from_binned(binned: F64) -> F64:
+    """Flat field of mean 1 from ``(n, hb, wb)`` binned frames: median over tilts, smoothed."""
+    n = binned.shape[0]
     means = binned.reshape(n, -1).mean(axis=1)
     ok = means > 0
     if ok.sum() < 3:
-        return np.ones((hb, wb)), b
+        return np.ones(binned.shape[1:])
     ff = np.median(binned[ok] / means[ok, None, None], axis=0)
     ff = ndimage.gaussian_filter(ff, 1.0, mode="nearest")
-    ff /= ff.mean()
-    return ff, b
+    return ff / ff.mean()
 
 
-def _flat_at(ff: F64, b: int, y0: int, x0: int, hh: int, ww: int) -> F64:
-    """Flat field bilinearly interpolated at full-resolution pixels of a window."""
-    yy = (np.arange(y0, y0 + hh, dtype=np.float64) - (b - 1) / 2.0) / b
-    xx = (np.arange(x0, x0 + ww, dtype=np.float64) - (b - 1) / 2.0) / b
+def flat_field(stack: NDArray, max_side: int = FLAT_FIELD_BINNED_SIDE) -> tuple[F64, int]:
+    """Smooth flat field common to all tilts, binned: (hb, wb) array of mean 1 and the bin factor."""
+    n, h, w = stack.shape
+    b = flat_field_bin(h, w, max_side)
+    binned = np.stack([block_mean(stack[f], b) for f in range(n)])
+    return flat_field_from_binned(binned), b
+
+
+def measurement_binning(bead_radius_px: float, hh: int, ww: int) -> int:
+    """Bin factor of the intensity statistics: bead radius ≈ 4 binned px, window ≥ 64 binned px.
+
+    The statistic is a mean, which block averaging preserves exactly; binning only coarsens the
+    bead and dark-region masks, which stay ≥ 4 px across. It makes the cost of the masks and of
+    the robust mean independent of the pixel size (linear in pixels × tilts overall).
+    """
+    b = max(1, int(np.floor(bead_radius_px / 4.0)))
+    b = min(b, max(1, min(hh, ww) // 64))
+    return b
+
+
+def _flat_at(ff: F64, b: int, y0: float, x0: float, hh: int, ww: int, step: int = 1) -> F64:
+    """Flat field bilinearly interpolated at the centres of ``hh × ww`` (binned by ``step``)
+    pixels of a window whose first full-resolution pixel is (x0, y0)."""
+    off = (step - 1) / 2.0 - (b - 1) / 2.0
+    yy = (y0 + step * np.arange(hh, dtype=np.float64) + off) / b
+    xx = (x0 + step * np.arange(ww, dtype=np.float64) + off) / b
     gy, gx = np.meshgrid(yy, xx, indexing="ij")
     return ndimage.map_coordinates(ff, [gy, gx], order=1, mode="nearest")
 
@@ -97,8 +127,10 @@ class TiltIntensities:
     frame_mean: F64  #: plain mean of the whole raw frame
     raw_std: F64  #: standard deviation of the raw central field
     negative_fraction: F64  #: fraction of negative raw pixels in the central field
-    n_pixels: NDArray[np.int64]  #: pixels that entered the mean
+    n_pixels: NDArray[np.int64]  #: full-resolution pixels that entered the mean
     window: NDArray[np.int64]  #: (n, 4) x0, y0, width, height of the field
+    masked_fraction: F64 | None = None  #: fraction of the field excluded (beads, dark regions)
+    binning: int = 1  #: bin factor of the statistics
 
 
 def measure_intensities(
@@ -112,9 +144,16 @@ def measure_intensities(
     dark_mask_sigma: float = 5.0,
     beads_world: ArrayLike | None = None,
     use_flat_field: bool = True,
+    binning: int | None = None,
 ) -> TiltIntensities:
-    """Measure every tilt of ``stack`` (n, h, w); see the module docstring for the method."""
-    stack = np.asarray(stack)
+    """Measure every tilt of ``stack`` (n, h, w); see the module docstring for the method.
+
+    The stack is read once, a tilt at a time (a memory map stays a memory map): each frame gives
+    its binned copy for the flat field, its mean, and its central window binned by ``binning``
+    (default :func:`measurement_binning`); everything else works on those small arrays.
+    """
+    if getattr(stack, "ndim", 0) != 3:
+        stack = np.asarray(stack)
     if stack.ndim != 3:
         raise ValueError(f"stack must be (n, h, w), got shape {stack.shape}")
     p = np.asarray(proj, dtype=np.float64).reshape(-1, 4, 4)
@@ -123,41 +162,58 @@ def measure_intensities(
         raise ValueError(f"{p.shape[0]} projection matrices for {n} images")
     ww = max(8, min(w, int(round(central_fraction * w))))
     hh = max(8, min(h, int(round(central_fraction * h))))
+    bm = binning or measurement_binning(bead_radius_px, hh, ww)
+    hb, wb = hh // bm, ww // bm
     centres = project(p, tomogram_centre(size))[:, 0, :]  # (n, 2) x, y
     beads2d = None
     if beads_world is not None and np.asarray(beads_world).size:
         beads2d = project(p, np.asarray(beads_world, dtype=np.float64).reshape(-1, 3))  # (n, m, 2)
-    mask_r = bead_mask_factor * bead_radius_px
-    smooth_sigma = max(1.0, 0.5 * bead_radius_px)
-    dilate = _disc(max(1.0, bead_radius_px))
-    ff, b = flat_field(stack) if use_flat_field else (None, 1)
+    mask_r = bead_mask_factor * bead_radius_px / bm  # binned px
+    smooth_sigma = max(1.0, 0.5 * bead_radius_px / bm)
+    dilate = _disc(max(1.0, bead_radius_px / bm))
+    bff = flat_field_bin(h, w)
 
-    out_mean = np.empty(n)
     raw_mean = np.empty(n)
-    frame_mean = np.array([float(np.mean(stack[f], dtype=np.float64)) for f in range(n)])
+    frame_mean = np.empty(n)
     raw_std = np.empty(n)
     neg = np.empty(n)
-    npx = np.empty(n, dtype=np.int64)
     windows = np.empty((n, 4), dtype=np.int64)
-    ys, xs = np.mgrid[0:hh, 0:ww]
+    win_b = np.empty((n, hb, wb))
+    ff_binned = np.empty((n, h // bff, w // bff)) if use_flat_field else None
+    # ---- the one pass over the stack
     for f in range(n):
+        frame = np.asarray(stack[f], dtype=np.float32)
+        frame_mean[f] = float(frame.mean(dtype=np.float64))
+        if ff_binned is not None:
+            ff_binned[f] = block_mean(frame, bff)
         x0 = int(np.clip(np.round(centres[f, 0] - (ww - 1) / 2.0), 0, w - ww))
         y0 = int(np.clip(np.round(centres[f, 1] - (hh - 1) / 2.0), 0, h - hh))
         windows[f] = (x0, y0, ww, hh)
-        raw = np.asarray(stack[f, y0 : y0 + hh, x0 : x0 + ww], dtype=np.float64)
-        raw_mean[f] = raw.mean()
-        raw_std[f] = raw.std()
-        neg[f] = float(np.mean(raw < 0))
-        img = raw / _flat_at(ff, b, y0, x0, hh, ww) if ff is not None else raw
-        keep = np.ones((hh, ww), dtype=bool)
+        raw = frame[y0 : y0 + hh, x0 : x0 + ww]
+        raw_mean[f] = float(raw.mean(dtype=np.float64))
+        raw_std[f] = float(raw.std(dtype=np.float64))
+        neg[f] = float(np.count_nonzero(raw < 0)) / raw.size
+        win_b[f] = block_mean(raw, bm)
+    ff = flat_field_from_binned(ff_binned) if ff_binned is not None else None
+
+    out_mean = np.empty(n)
+    npx = np.empty(n, dtype=np.int64)
+    masked = np.empty(n)
+    ys, xs = np.mgrid[0:hb, 0:wb]
+    for f in range(n):
+        x0, y0 = int(windows[f, 0]), int(windows[f, 1])
+        img = win_b[f] / _flat_at(ff, bff, y0, x0, hb, wb, bm) if ff is not None else win_b[f]
+        keep = np.ones((hb, wb), dtype=bool)
         if beads2d is not None:
-            for bx, by in beads2d[f]:
-                lx, ly = bx - x0, by - y0
-                if -mask_r <= lx < ww + mask_r and -mask_r <= ly < hh + mask_r:
-                    xa, xb = max(0, int(lx - mask_r)), min(ww, int(lx + mask_r) + 2)
-                    ya, yb = max(0, int(ly - mask_r)), min(hh, int(ly + mask_r) + 2)
-                    sub = (xs[ya:yb, xa:xb] - lx) ** 2 + (ys[ya:yb, xa:xb] - ly) ** 2 <= mask_r**2
-                    keep[ya:yb, xa:xb] &= ~sub
+            # bead centres in binned window coordinates
+            lx = (beads2d[f, :, 0] - x0 - (bm - 1) / 2.0) / bm
+            ly = (beads2d[f, :, 1] - y0 - (bm - 1) / 2.0) / bm
+            near = (lx > -mask_r) & (lx < wb + mask_r) & (ly > -mask_r) & (ly < hb + mask_r)
+            for bx, by in zip(lx[near], ly[near], strict=True):
+                xa, xb = max(0, int(bx - mask_r)), min(wb, int(bx + mask_r) + 2)
+                ya, yb = max(0, int(by - mask_r)), min(hb, int(by + mask_r) + 2)
+                sub = (xs[ya:yb, xa:xb] - bx) ** 2 + (ys[ya:yb, xa:xb] - by) ** 2 <= mask_r**2
+                keep[ya:yb, xa:xb] &= ~sub
         sm = ndimage.gaussian_filter(img, smooth_sigma, mode="nearest")
         vals = sm[keep]
         if vals.size:
@@ -167,9 +223,11 @@ def measure_intensities(
                 dark = sm < med - dark_mask_sigma * sig
                 if dark.any():
                     keep &= ~ndimage.binary_dilation(dark, structure=dilate)
-        npx[f] = int(keep.sum())
-        out_mean[f] = robust_mean(img[keep], clip_sigma) if npx[f] else np.nan
-    return TiltIntensities(out_mean, raw_mean, frame_mean, raw_std, neg, npx, windows)
+        nkeep = int(keep.sum())
+        npx[f] = nkeep * bm * bm
+        masked[f] = 1.0 - nkeep / keep.size
+        out_mean[f] = robust_mean(img[keep], clip_sigma) if nkeep else np.nan
+    return TiltIntensities(out_mean, raw_mean, frame_mean, raw_std, neg, npx, windows, masked, bm)
 
 
 def check_counts(meas: TiltIntensities, stack_name: str) -> None:
