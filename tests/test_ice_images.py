@@ -190,3 +190,26 @@ def test_run_estimate_ice_files_and_cli(tmp_path, monkeypatch, capsys):
     fb = read_tomogram_set("fb/tomograms.star")["TS_01"]
     assert fb.extra["rlnTomoRelativeIceThickness"] == 0.0
     assert read_star("fb/ice_TS_01.star")["fit"]["tfStatus"][0] == "fallback_cos"
+
+
+def test_relion_formula_on_our_labels_reproduces_our_scale_factors(tmp_path, monkeypatch):
+    """Issue #14.3: rlnCtfScalefactor = rlnTomoRelativeLuminance · exp(−t / |n · v_f|) (RELION)."""
+    from tiltflow.geometry import beam_directions
+
+    monkeypatch.chdir(tmp_path)
+    sim = simulate(0.5, (0.0, 8.0), False, "equal", seed=4)
+    tomo = sim.tomogram("TS_01").replace(tilt_series="stacks/TS_01.mrc")
+    write_stack("stacks/TS_01.mrc", sim.kept_stack(), 10.0)
+    write_tomogram_set("in/tomograms.star", TomogramSet((tomo,)))
+    run_estimate_ice("in/tomograms.star", "ice", IceParams())
+    tb = read_tomogram_set("ice/tomograms.star")["TS_01"]
+    lum = tb.extra["rlnTomoRelativeLuminance"]
+    t = tb.extra["rlnTomoRelativeIceThickness"]
+    n = np.array([tb.extra[f"rlnTomoIceNormal{a}"] for a in "XYZ"])
+    v = beam_directions(tb.proj)
+    relion = lum * np.exp(-t / np.abs(v @ n))
+    assert np.allclose(relion, tb.ctf_scale, rtol=1e-5)  # as written (%.6g-class text)
+    assert lum == pytest.approx(np.exp(t), rel=1e-6)  # dimensionless, not counts per dose
+    # the counts-per-dose luminance of the fit is kept in the side file
+    fit = read_star("ice/ice_TS_01.star")["fit"]
+    assert float(fit["tfLuminance"][0]) > 10 * lum

@@ -44,10 +44,24 @@ def _num(x: float) -> float | str:
     return float(x) if np.isfinite(x) else "nan"
 
 
+def relion_luminance(res: IceResult) -> float:
+    """rlnTomoRelativeLuminance in RELION's meaning (dimensionless).
+
+    RELION (``relion_tomo_refine_ctf``) models ``rlnCtfScalefactor_f = rlnTomoRelativeLuminance ·
+    exp(−rlnTomoRelativeIceThickness / |n · v_f|)``. Our scale factors are normalised to 1 along the
+    ice normal, ``exp(−t / |n · v_f|) / exp(−t)``, so the luminance that makes RELION's formula give
+    exactly our scale factors is ``exp(t)``. The fitted intensity per unit dose (counts per
+    e/Å², the ``L`` of the fit) stays in the side file as ``tfLuminance``. A cos(tilt) fallback has
+    t = 0 and luminance 1.
+    """
+    t = float(res.t)
+    return float(np.exp(t)) if np.isfinite(t) else 1.0
+
+
 def apply_result(tomo: Tomogram, res: IceResult) -> Tomogram:
     """The tomogram with the ice result's scale factors and global ice labels."""
     extra = {
-        "rlnTomoRelativeLuminance": float(res.luminance),
+        "rlnTomoRelativeLuminance": relion_luminance(res),
         "rlnTomoRelativeIceThickness": float(res.t),
         "rlnTomoIceNormalX": float(res.normal[0]),
         "rlnTomoIceNormalY": float(res.normal[1]),
