@@ -337,11 +337,11 @@ def import_tilt_series(
     # pre-exposure from the raw (not --flipAng-negated) angles of the kept views
     if row.mdoc is not None:
         acq = read_mdoc_acquisition(row.mdoc)
-        pre = pre_exposure_from_mdoc(tilt_kept, acq, row.fractional_dose)
+        pre = pre_exposure_from_mdoc(tilt_kept, acq, row.fractional_dose, row.mdoc)
     else:
         assert row.order_list is not None
         order = read_order_list(row.order_list)
-        pre = pre_exposure_from_order(tilt_kept, order, row.fractional_dose)
+        pre = pre_exposure_from_order(tilt_kept, order, row.fractional_dose, row.order_list)
 
     tilt_series = row.tilt_series
     if kept.size < nz:

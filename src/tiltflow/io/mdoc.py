@@ -9,6 +9,7 @@ Its errors are turned into :class:`~tiltflow.errors.InputError`.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import numpy as np
 from mdocfile.data_models import Mdoc
 
 from tiltflow.errors import InputError
+from tiltflow.io.angle_match import match_angles
 from tiltflow.io.text import PathLike, read_text_lines
 
 _DATETIME_FORMATS = ("%d-%b-%y %H:%M:%S", "%d-%b-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S")
@@ -183,12 +185,16 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
 
 
 def pre_exposure_from_mdoc(
-    tilt_angles_deg: np.ndarray, acq: MdocAcquisition, fractional_dose: float
+    tilt_angles_deg: np.ndarray,
+    acq: MdocAcquisition,
+    fractional_dose: float,
+    path: str | os.PathLike[str] = "mdoc",
 ) -> np.ndarray:
     """Pre-exposure (e/Å²) of each tilt from the mdoc acquisition order.
 
-    Each tilt is matched to the mdoc section with the nearest tilt angle (ties: the one acquired
-    first). A section's dose is its ``ExposureDose`` when > 0, else ``fractional_dose``; a tilt's
+    Each tilt is matched to its own mdoc section (:func:`tiltflow.io.angle_match.match_angles`:
+    nearest angle after removing a constant tilt offset, one-to-one, within half the tilt step;
+    ties: the one acquired first; ``path`` is named in errors). A section's dose is its ``ExposureDose`` when > 0, else ``fractional_dose``; a tilt's
     pre-exposure is the sum of the doses of all sections acquired before its section.
     """
     tilts = np.asarray(tilt_angles_deg, dtype=np.float64).reshape(-1)
@@ -196,7 +202,7 @@ def pre_exposure_from_mdoc(
         raise ValueError("the mdoc acquisition has no sections")
     dose = np.where(acq.doses > 0, acq.doses, float(fractional_dose))
     before = np.concatenate([[0.0], np.cumsum(dose)[:-1]])
-    match = np.argmin(np.abs(tilts[:, None] - acq.tilt_angles[None, :]), axis=1)
+    match = match_angles(tilts, acq.tilt_angles, path, "sections").entry
     return before[match]
 
 

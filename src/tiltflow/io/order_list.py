@@ -7,11 +7,13 @@ non-numbers (``index,angle``) is tolerated.
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
 
 from tiltflow.errors import InputError
+from tiltflow.io.angle_match import match_angles
 from tiltflow.io.text import PathLike, parse_float, read_text_lines
 
 _SEP = re.compile(r"\s*,\s*|\s+")
@@ -66,18 +68,25 @@ def nearest_order_entry(tilt_angles_deg: np.ndarray, order: np.ndarray) -> np.nd
 
 
 def pre_exposure_from_order(
-    tilt_angles_deg: np.ndarray, order: np.ndarray, dose_per_tilt: float
+    tilt_angles_deg: np.ndarray,
+    order: np.ndarray,
+    dose_per_tilt: float,
+    path: str | os.PathLike[str] = "order list",
 ) -> np.ndarray:
     """Pre-exposure (e/Å²) of each tilt from an order list, as RELION 4 computes it.
 
-    Each tilt is matched to the order entry with the nearest angle; its pre-exposure is the
+    Each tilt is matched to its own order entry (:func:`tiltflow.io.angle_match.match_angles`:
+    nearest angle after removing a constant tilt offset, one-to-one, within half the tilt step;
+    ``path`` is named in errors); its pre-exposure is the
     0-based chronological rank of that entry (its position after a stable sort of the order list
     by the index column) times ``dose_per_tilt``. For an order list already in chronological
     order (RELION's convention) the rank is the line number, exactly as in
     ``relion_tomo_import_tomograms``.
     """
-    entry = nearest_order_entry(tilt_angles_deg, order)
     order = np.asarray(order, dtype=np.float64)
+    if order.ndim != 2 or order.shape[1] != 2 or order.shape[0] == 0:
+        raise ValueError(f"order must be a non-empty (n, 2) array, got shape {order.shape}")
+    entry = match_angles(tilt_angles_deg, order[:, 1], path, "entries").entry
     chrono = np.argsort(order[:, 0], kind="stable")
     rank = np.empty(order.shape[0], dtype=np.int64)
     rank[chrono] = np.arange(order.shape[0])
