@@ -21,9 +21,9 @@ def simulate(t=0.7, pretilt=(0.0, 0.0), flip_yz=False, profile="equal", seed=1, 
     sp = SimulationParams(
         raw_size=(256, 256),
         pixel_size=10.0,
-        tilt_min=-60.0,
-        tilt_max=60.0,
-        tilt_step=3.0,
+        tilt_min=kw.pop("tilt_min", -60.0),
+        tilt_max=kw.pop("tilt_max", 60.0),
+        tilt_step=kw.pop("tilt_step", 3.0),
         scheme="dose-symmetric",
         dose_per_tilt=3.0,
         dose_profile=profile,
@@ -213,3 +213,24 @@ def test_relion_formula_on_our_labels_reproduces_our_scale_factors(tmp_path, mon
     # the counts-per-dose luminance of the fit is kept in the side file
     fit = read_star("ice/ice_TS_01.star")["fit"]
     assert float(fit["tfLuminance"][0]) > 10 * lum
+
+
+@pytest.mark.parametrize("case", ["inverted", "narrow"])
+def test_non_physical_fit_is_a_failure_not_a_result(case):
+    """Issue #11.6: a negative thickness (inverted contrast, ±6° of tilts) is refused."""
+    if case == "inverted":
+        sim = simulate(0.5, seed=3)
+        stack = sim.kept_stack().astype(np.float64)
+        inverted = (2.0 * stack.mean() - stack).clip(min=0)  # bright where the ice is thick
+        tomo = sim.tomogram("TS_01")
+    else:
+        sim = simulate(0.5, seed=5, tilt_min=-6.0, tilt_max=6.0, tilt_step=3.0)
+        stack = sim.kept_stack().astype(np.float64)
+        # 5 tilts over ±6°: make the fit see intensity rising with path length
+        cos = np.cos(np.radians(sim.truth.tilt_true_deg[sim.kept]))
+        inverted = stack * (1.0 / cos**8)[:, None, None]
+        tomo = sim.tomogram("TS_01")
+    with pytest.raises(InputError, match="not physical"):
+        estimate_ice(tomo, inverted.astype(np.float32), IceParams())
+    res = estimate_ice(tomo, inverted.astype(np.float32), IceParams(fallback="cos"))
+    assert res.status == "fallback_cos" and res.t == 0.0

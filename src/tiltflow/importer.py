@@ -35,6 +35,7 @@ from tiltflow.imod.defocus import read_ctfplotter
 from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.xf import read_xf
 from tiltflow.io.ctffind import read_ctffind
+from tiltflow.io.guard import refuse_output_file_over_inputs
 from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
@@ -349,6 +350,7 @@ def import_tilt_series(
         if culled is None:
             base = culled_dir if culled_dir is not None else out_dir / "culled"
             culled = str(base / f"{row.name.replace('/', '_')}.mrc")
+        refuse_output_file_over_inputs(stack_file(culled), [stack_path], "culled stack")
         stack = read_stack(stack_path)
         write_stack(stack_file(culled), stack[kept], options.angpix)
         tilt_series = culled
@@ -389,6 +391,7 @@ def run_import(
     the same name is replaced). Nothing is written unless every tomogram imports.
     """
     out_star = Path(out_star)
+    refuse_output_file_over_inputs(out_star, [import_star, *([append_to] if append_to else [])])
     rows = read_import_rows(import_star, options)
     if names is not None:
         known = {r.name for r in rows}

@@ -14,6 +14,7 @@ from tiltflow.align.params import AlignParams
 from tiltflow.align.report import AlignResult, plot_report, report_blocks
 from tiltflow.errors import InputError
 from tiltflow.fiducials import io as fidio
+from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.star import star_path, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
@@ -87,6 +88,7 @@ def run_align(
     params = params or AlignParams()
     out = Path(out_dir)
     tset = read_tomogram_set(tomo_star)
+    refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tset))
     if names:
         missing = [n for n in names if n not in tset.names]
         if missing:

@@ -26,6 +26,7 @@ from tiltflow.fiducials.io import (
 from tiltflow.fiducials.triangulate import cameras, robust_triangulate
 from tiltflow.geometry import project
 from tiltflow.imod.fid import read_fid_model
+from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.mrc import read_stack
 from tiltflow.io.star import star_path
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
@@ -223,6 +224,7 @@ def run_find_fiducials(
     warning naming it.
     """
     tset = read_tomogram_set(tomo_star)
+    refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tset))
     if names is not None:
         unknown = [n for n in names if n not in tset.names]
         if unknown:

@@ -218,9 +218,19 @@ def estimate_ice(
             f"DEGENERATE: tilt range {tilt_range:.0f}° < {params.min_tilt_range_deg:.0f}°: thickness and "
             "luminance are poorly separated (see t_sd)"
         )
-    if fit.t < 0:
-        notes.append(
-            f"WARNING: fitted relative thickness is negative ({fit.t:.3g}); intensities may not be in counts"
+    if not (np.isfinite(fit.t) and fit.t > 0):
+        # a fit that is not physical is a failure of this tomogram, never a result (issue #11.6)
+        reason = (
+            f"the fitted relative ice thickness is {fit.t:.3g} (not physical: it must be > 0). The "
+            "intensity does not fall with the path length through the ice: inverted contrast, "
+            f"images not in counts, or too small a tilt range ({tilt_range:.0f}°)"
+        )
+        if params.fallback == "cos":
+            return _fallback(tomo, dose, meas, reason, mfp)
+        raise InputError(
+            name,
+            f"tomogram {tomo.name}: {reason}; no scale factors written. Set ice fallback 'cos' "
+            "(--fallback cos) to write cos(tilt) scale factors instead",
         )
     lum = float(np.exp(fit.log_l))
     att = np.exp(-fit.t / np.abs(beams @ fit.normal))

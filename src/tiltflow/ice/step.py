@@ -24,6 +24,7 @@ from tiltflow.fiducials.io import read_fiducials
 from tiltflow.ice.core import STATUS_FALLBACK, IceResult, estimate_ice
 from tiltflow.ice.params import IceParams
 from tiltflow.io.atomic import write_with_atomic
+from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.mrc import read_stack
 from tiltflow.io.star import write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
@@ -189,6 +190,7 @@ def run_estimate_ice(
     ``rlnTomoFiducialsStarFile`` (when present), both relative to the current directory.
     """
     tomo_set = read_tomogram_set(tomo_star)
+    refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tomo_set))
     selected = list(tomo_set.names) if names is None else list(names)
     missing = [n for n in selected if n not in tomo_set.names]
     if missing:
