@@ -99,19 +99,38 @@ def write_star(
     write_text_atomic(path, star_text(blocks, header))
 
 
+#: labels that are always text: names and paths (a name ``001`` or ``1e3`` must stay itself)
+TEXT_LABELS: tuple[str, ...] = (
+    "rlnTomoName",
+    "rlnTomoTiltSeriesName",
+    "rlnOpticsGroupName",
+    "rlnTomoImportImodDir",
+    "rlnTomoImportCtfPlotterFile",
+    "rlnTomoImportCtfFindFile",
+    "rlnTomoImportOrderList",
+    "rlnTomoImportCulledFile",
+    "rlnTomoFiducialsStarFile",
+    "rlnTomoTiltSeriesStarFile",
+    "rlnMicrographName",
+    "tfTomoName",
+)
+
+
 def read_star(
     path: str | os.PathLike[str], parse_as_string: Sequence[str] = ()
 ) -> dict[str, pd.DataFrame]:
     """Read every block of a STAR file as a DataFrame (single key/value blocks as one row).
 
-    Labels in ``parse_as_string`` (no leading underscore) stay text, so names such as ``001``
-    are not turned into numbers.
+    Labels in :data:`TEXT_LABELS` and ``parse_as_string`` (no leading underscore) stay text, so
+    names such as ``001`` or ``1e3`` are not turned into numbers.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        blocks = starfile.read(path, always_dict=True, parse_as_string=list(parse_as_string))
+        blocks = starfile.read(
+            path, always_dict=True, parse_as_string=sorted({*TEXT_LABELS, *parse_as_string})
+        )
     except Exception as exc:  # starfile raises assorted errors on malformed files
         raise InputError(path, f"not a readable STAR file ({exc})") from None
     out: dict[str, pd.DataFrame] = {}
