@@ -21,6 +21,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("find_fiducials", "find-fiducials"),
     ("align", "align"),
     ("estimate_ice", "estimate-ice"),
+    ("export_relion5", "export-relion5"),
 )
 
 
