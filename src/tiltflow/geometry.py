@@ -81,8 +81,32 @@ class ImodGeometry:
         return f
 
 
-def tilt_matrices(tilt_deg: ArrayLike, c_ali: tuple[float, float], flip_ang: bool = False) -> F64:
-    """``Tilt · T(-c_ali.x, 0, -c_ali.y)`` of SPEC §3 for each angle (degrees) -> (n, 4, 4)."""
+def x_axis_tilt_matrices(x_tilt_deg: ArrayLike) -> F64:
+    """IMOD's X-axis tilt in RELION 4's tilt frame (n, 4, 4), applied before the tilt.
+
+    IMOD's ``tilt`` projects a point (x, y along the tilt axis, z depth) by first rotating about
+    X by the X-axis tilt α (``y' = y cos α - z sin α``, ``z' = y sin α + z cos α``), then about Y
+    by the tilt angle. RELION's tilt frame (after ``T(-c_ali.x, 0, -c_ali.y)``) holds
+    ``(x, -z, y)``, so α is a right-handed rotation by α about its x axis.
+    """
+    a = np.deg2rad(np.asarray(x_tilt_deg, dtype=np.float64).reshape(-1))
+    c, s = np.cos(a), np.sin(a)
+    r = np.tile(np.eye(4), (a.size, 1, 1))
+    r[:, 1, 1], r[:, 1, 2], r[:, 2, 1], r[:, 2, 2] = c, -s, s, c
+    return r
+
+
+def tilt_matrices(
+    tilt_deg: ArrayLike,
+    c_ali: tuple[float, float],
+    flip_ang: bool = False,
+    x_tilt_deg: ArrayLike | None = None,
+) -> F64:
+    """``Tilt · T(-c_ali.x, 0, -c_ali.y)`` of SPEC §3 for each angle (degrees) -> (n, 4, 4).
+
+    ``x_tilt_deg`` (one value, or one per angle) inserts IMOD's X-axis tilt
+    (:func:`x_axis_tilt_matrices`) between the centring and the tilt; RELION 4 has none.
+    """
     a = np.deg2rad(np.asarray(tilt_deg, dtype=np.float64).reshape(-1))
     if flip_ang:
         a = -a
@@ -98,6 +122,9 @@ def tilt_matrices(tilt_deg: ArrayLike, c_ali: tuple[float, float], flip_ang: boo
     t[:, 2, 0] = -s
     t[:, 2, 1] = -c
     t[:, 3, 3] = 1.0
+    if x_tilt_deg is not None:
+        xt = np.broadcast_to(np.asarray(x_tilt_deg, dtype=np.float64).reshape(-1), (n,))
+        t = t @ x_axis_tilt_matrices(xt)
     return t @ translation((-cx, 0.0, -cy))
 
 
@@ -106,11 +133,14 @@ def centre(size: tuple[float, float]) -> tuple[float, float]:
     return ((size[0] - 1) / 2.0, (size[1] - 1) / 2.0)
 
 
-def projection_matrices(geom: ImodGeometry, xf: ArrayLike, tilt_deg: ArrayLike) -> F64:
+def projection_matrices(
+    geom: ImodGeometry, xf: ArrayLike, tilt_deg: ArrayLike, x_tilt_deg: ArrayLike | None = None
+) -> F64:
     """RELION 4 projection matrices ``P_f = B · Tilt · O · Off · F`` (SPEC §3) -> (n, 4, 4).
 
     ``xf`` holds the ``.xf`` line of each tilt (n, 6), ``tilt_deg`` the ``.tlt`` angle of the
-    same tilt (n,), both in the same order.
+    same tilt (n,), both in the same order. ``x_tilt_deg`` (opt-in, not RELION 4) applies IMOD's
+    X-axis tilt per tilt (tilt.com XAXISTILT plus a ``.xtilt`` file).
     """
     xf = np.asarray(xf, dtype=np.float64).reshape(-1, 6)
     tilt_deg = np.asarray(tilt_deg, dtype=np.float64).reshape(-1)
@@ -126,7 +156,7 @@ def projection_matrices(geom: ImodGeometry, xf: ArrayLike, tilt_deg: ArrayLike) 
             @ np.linalg.inv(xf_matrices(xf))
             @ translation((-c_ali[0], -c_ali[1], 0.0))
         )
-    tilt = tilt_matrices(tilt_deg, c_ali, geom.flip_ang)
+    tilt = tilt_matrices(tilt_deg, c_ali, geom.flip_ang, x_tilt_deg)
     o = translation((-1.0, -geom.thickness / 2.0, -1.0))
     off = translation(
         (geom.offset[0] - geom.shift[0], geom.offset[1] - geom.shift[1], geom.offset[2])

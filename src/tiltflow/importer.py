@@ -20,6 +20,7 @@ and says so here:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ from tiltflow.sheet import cell, read_sheet, root_prefix, tomogram_names
 PIXEL_SIZE_TOLERANCE = 0.01
 
 
+log = logging.getLogger(__name__)
+
 @dataclass(frozen=True)
 class ImportOptions:
     """Options of ``tiltflow import-imod``; names and defaults are RELION 4's (SPEC §3)."""
@@ -71,6 +74,8 @@ class ImportOptions:
     flip_ang: bool = False
     ali: bool = False
     ali_size: bool = False
+    #: apply tilt.com XAXISTILT and XTILTFILE (not RELION 4, which ignores them; off by default)
+    x_axis_tilt: bool = False
     #: refuse a stack whose header pixel size disagrees with angpix by more than 1 %
     check_pixel_size: bool = True
 
@@ -256,10 +261,30 @@ def _defocus(
     )
 
 
-def import_tilt_series(
-    row: ImportRow, options: ImportOptions, out_dir: Path, culled_dir: Path | None = None
-) -> Tomogram:
-    """Import one IMOD-aligned tilt series; writes the culled stack when views are excluded."""
+@dataclass(frozen=True)
+class ImodAlignment:
+    """Everything read from one tilt series' IMOD directory that fixes its RELION 4 matrices."""
+
+    stack_path: Path
+    nz: int
+    newst_path: Path
+    tilt_path: Path
+    xf_path: Path
+    tlt_path: Path
+    newst: NewstCom
+    tiltcom: TiltCom
+    xf: np.ndarray  # (nz, 6), raw view order
+    tlt: np.ndarray  # as read: nz angles, or one per kept view
+    kept: np.ndarray  # 0-based raw views kept (not excluded)
+    tilt_kept: np.ndarray  # the .tlt angle of each kept view
+    geom: ImodGeometry
+    #: IMOD X-axis tilt of each kept view (tilt.com XAXISTILT + .xtilt), or None (RELION 4)
+    x_tilt_kept: np.ndarray | None = None
+
+
+def read_imod_alignment(row: ImportRow, options: ImportOptions) -> ImodAlignment:
+    """Read and check the IMOD files of one sheet row (stack header, newst.com, tilt.com, .xf,
+    .tlt) into the geometry of SPEC §3; each inconsistency is one InputError naming the file."""
     if options.angpix is None:
         raise ConfigError("import: --angpix (tilt-series pixel size in Å) is required")
     if not row.imod_dir.is_dir():
@@ -332,7 +357,76 @@ def import_tilt_series(
         flip_ang=options.flip_ang,
         ali=options.ali,
     )
-    proj = projection_matrices(geom, xf[kept], tilt_kept)
+    return ImodAlignment(
+        stack_path=stack_path,
+        nz=nz,
+        newst_path=newst_path,
+        tilt_path=tilt_path,
+        xf_path=xf_path,
+        tlt_path=tlt_path,
+        newst=newst,
+        tiltcom=tiltcom,
+        xf=xf,
+        tlt=tlt,
+        kept=kept,
+        tilt_kept=tilt_kept,
+        geom=geom,
+        x_tilt_kept=_x_tilt(tiltcom, row, options, tilt_path, nz, kept),
+    )
+
+
+def _x_tilt(
+    tiltcom: TiltCom, row: ImportRow, options: ImportOptions, tilt_path: Path, nz: int,
+    kept: np.ndarray,
+) -> np.ndarray | None:
+    """Per kept view X-axis tilt (degrees) when ``options.x_axis_tilt``; else warn if IMOD has one.
+
+    IMOD's tilt applies tilt.com XAXISTILT plus, with XTILTFILE, a per-view angle from that file
+    (one line per raw view, or per kept view). RELION 4 ignores both, so the default does too.
+    """
+    xtilt_file = tiltcom.keywords.last_ci("XTILTFILE")
+    local = tiltcom.keywords.last_ci("LOCALFILE")
+    if not options.x_axis_tilt:
+        if tiltcom.x_axis_tilt != 0.0 or xtilt_file is not None:
+            log.warning(
+                "%s: XAXISTILT %g%s ignored, as RELION 4 does (the imported matrices have no "
+                "X-axis tilt); import with --xtilt to apply it",
+                tilt_path, tiltcom.x_axis_tilt,
+                f" and XTILTFILE {xtilt_file[0]}" if xtilt_file is not None else "",
+            )
+        if local is not None:
+            log.warning(
+                "%s: LOCALFILE %s (local alignments) ignored: RELION has no local alignments",
+                tilt_path, local[0],
+            )
+        return None
+    angles = np.full(nz, tiltcom.x_axis_tilt, dtype=np.float64)
+    if xtilt_file is not None and xtilt_file[0].split():
+        path = row.imod_dir / xtilt_file[0].split()[0]
+        per_view = read_tlt(path)
+        if per_view.shape[0] == nz:
+            angles = angles + per_view
+        elif per_view.shape[0] == kept.size:
+            angles[kept] = angles[kept] + per_view
+        else:
+            raise InputError(
+                path, f"{per_view.shape[0]} X-axis tilts, expected {nz} (all views) or "
+                f"{kept.size} (kept views)",
+            )
+    if local is not None:
+        log.warning("%s: LOCALFILE %s ignored: RELION has no local alignments", tilt_path, local[0])
+    return angles[kept]
+
+
+def import_tilt_series(
+    row: ImportRow, options: ImportOptions, out_dir: Path, culled_dir: Path | None = None
+) -> Tomogram:
+    """Import one IMOD-aligned tilt series; writes the culled stack when views are excluded."""
+    al = read_imod_alignment(row, options)
+    stack_path, nz, kept, tilt_kept, tlt, geom = (
+        al.stack_path, al.nz, al.kept, al.tilt_kept, al.tlt, al.geom
+    )
+    proj = projection_matrices(geom, al.xf[kept], tilt_kept, al.x_tilt_kept)
     defocus_u, defocus_v, defocus_angle = _defocus(row, nz, kept, tlt.shape[0])
 
     # pre-exposure from the raw (not --flipAng-negated) angles of the kept views

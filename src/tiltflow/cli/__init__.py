@@ -22,6 +22,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("align", "align"),
     ("estimate_ice", "estimate-ice"),
     ("export_relion5", "export-relion5"),
+    ("export_imod", "export-imod"),
 )
 
 

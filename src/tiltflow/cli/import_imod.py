@@ -25,10 +25,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--i", required=True, help="RELION 4 import STAR (or TSV with the same labels)")
     p.add_argument("--o", required=True, help="output tomogram set (.star) or directory")
+    p.add_argument("--t", default=None, help="existing tomogram set to append to")
+    add_import_arguments(p)
+    p.add_argument(
+        "--tomo", action="append", default=None, help="import only this tomogram (repeatable)"
+    )
+    p.set_defaults(func=run)
+
+
+def add_import_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that fix the geometry of an IMOD import (shared with ``export-imod``)."""
     p.add_argument(
         "--root", default="", help="root directory prefixed to IMOD dirs, tilt series and CTF files"
     )
-    p.add_argument("--t", default=None, help="existing tomogram set to append to")
     p.add_argument("--hand", type=float, default=-1.0, help="handedness (default -1)")
     p.add_argument("--angpix", type=float, required=True, help="tilt-series pixel size in Å")
     p.add_argument("--voltage", type=float, default=300.0, help="voltage in kV (default 300)")
@@ -59,14 +68,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ali_size", action="store_true", help="take the aligned size from newst.com")
     p.add_argument(
+        "--xtilt",
+        action="store_true",
+        help="apply tilt.com XAXISTILT and XTILTFILE (IMOD's X-axis tilt; RELION 4 ignores them, "
+        "so off by default)",
+    )
+    p.add_argument(
         "--no_pixel_check",
         action="store_true",
         help="accept a stack header pixel size that differs from --angpix",
     )
-    p.add_argument(
-        "--tomo", action="append", default=None, help="import only this tomogram (repeatable)"
-    )
-    p.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> ImportOptions:
@@ -90,6 +101,7 @@ def options_from_args(args: argparse.Namespace) -> ImportOptions:
         flip_ang=args.flipAng,
         ali=args.ali,
         ali_size=args.ali_size,
+        x_axis_tilt=args.xtilt,
         check_pixel_size=not args.no_pixel_check,
     )
 
