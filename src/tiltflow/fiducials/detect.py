@@ -158,7 +158,10 @@ def detect_peaks(
         xs.append((x_i - pad) * b + (b - 1) / 2.0)
         peaks.append(zval.astype(np.float64))
     k = int(sum(a.size for a in frames_out))
-    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
+    def cat(parts: list[np.ndarray], dt: type[np.generic]) -> np.ndarray:
+        return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
     return Detections(
         frame=cat(frames_out, np.int64),
         x=cat(xs, np.float64),

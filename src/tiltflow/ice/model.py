@@ -189,8 +189,9 @@ def fit_beer_lambert(
         else:
             x0 = list(x)
         sol = least_squares(
-            lambda xx: model(xx)[idx] - y[idx],
+            lambda xx, ii: model(xx)[ii] - y[ii],
             np.asarray(x0, dtype=np.float64),
+            args=(idx,),
             method="lm",
             x_scale="jac",
             xtol=1e-12,
