@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,13 +71,16 @@ class Detections:
         )
 
 
-def _bin_stack(xp: ModuleType, stack: object, b: int) -> object:
-    """Block-mean binning of (n, h, w) by ``b`` (the last h % b rows / w % b columns are dropped)."""
+def _bin_stack(xp: ModuleType, stack: Any, b: int) -> Any:
+    """Block-mean binning of (n, h, w) by ``b`` (the last h % b rows / w % b columns are dropped).
+
+    ``stack`` is a numpy or CuPy array (``xp``), hence ``Any``.
+    """
     if b == 1:
         return stack
-    n, h, w = stack.shape  # type: ignore[attr-defined]
+    n, h, w = stack.shape
     hb, wb = h // b, w // b
-    s = stack[:, : hb * b, : wb * b]  # type: ignore[index]
+    s = stack[:, : hb * b, : wb * b]
     return s.reshape(n, hb, b, wb, b).mean(axis=(2, 4))
 
 
