@@ -65,7 +65,8 @@ def test_read_xf_blank_lines_crlf_and_no_final_newline(tmp_path: Path) -> None:
 
 def test_read_xf_run_together_fortran_fields(tmp_path: Path) -> None:
     # 4f12.7, 2f12.3 with a shift that fills its 12-character field
-    line = "%12.7f%12.7f%12.7f%12.7f%12.3f%12.3f" % (1.0, 0.0, 0.0, 1.0, -1234567.125, -2345678.5)
+    row = (1.0, 0.0, 0.0, 1.0, -1234567.125, -2345678.5)
+    line = "".join(f"{v:12.7f}" for v in row[:4]) + "".join(f"{v:12.3f}" for v in row[4:])
     assert len(line.split()) == 4  # the last three numbers run together
     p = write(tmp_path, "wide.xf", line + "\n")
     np.testing.assert_array_equal(read_xf(p), [[1.0, 0.0, 0.0, 1.0, -1234567.125, -2345678.5]])

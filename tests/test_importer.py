@@ -55,7 +55,7 @@ def write_project(
         m.voxel_size = pixel_size
     xf = xf_lines()
     (d / "TS_01.xf").write_text(
-        "".join("%12.7f%12.7f%12.7f%12.7f%12.3f%12.3f\n" % tuple(r) for r in xf)
+        "".join("{:12.7f}{:12.7f}{:12.7f}{:12.7f}{:12.3f}{:12.3f}\n".format(*r) for r in xf)
     )
     tv = TILTS if tlt_values is None else tlt_values
     text = "\n".join(f"{t:.2f}" for t in tv)

@@ -364,7 +364,7 @@ def test_fake_sbatch_receives_resources(project: Path, tmp_path: Path) -> None:
     align, _ = by_rule["align"]
     assert align["cpus-per-task"] == "1" and align["mem"] == "2500M" and align["time"] == "30"
     assert align["partition"] == "cpuq"
-    for rule, (opts, args) in by_rule.items():
+    for rule, (_opts, args) in by_rule.items():
         if rule != "fiducials":
             assert not any("gres" in a or "gpu" in a for a in args), (rule, args)
         assert "--parsable" in args

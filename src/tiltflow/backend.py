@@ -28,7 +28,7 @@ DEVICES: tuple[str, ...] = ("cpu", "gpu", "auto")
 def _cupy_or_reason() -> tuple[types.ModuleType | None, str]:
     """(cupy, "") when CuPy imports and sees at least one GPU, else (None, reason)."""
     try:
-        import cupy  # type: ignore[import-not-found]
+        import cupy
     except Exception as exc:  # ImportError, or CUDA libraries missing
         return (
             None,
@@ -74,7 +74,7 @@ def get_fft(xp: types.ModuleType) -> types.ModuleType:
     """``scipy.fft`` for numpy, ``cupyx.scipy.fft`` for cupy."""
     if xp is np:
         return scipy.fft
-    import cupyx.scipy.fft  # type: ignore[import-not-found]
+    import cupyx.scipy.fft
 
     return cupyx.scipy.fft
 
@@ -83,7 +83,7 @@ def get_ndimage(xp: types.ModuleType) -> types.ModuleType:
     """``scipy.ndimage`` for numpy, ``cupyx.scipy.ndimage`` for cupy."""
     if xp is np:
         return scipy.ndimage
-    import cupyx.scipy.ndimage  # type: ignore[import-not-found]
+    import cupyx.scipy.ndimage
 
     return cupyx.scipy.ndimage
 

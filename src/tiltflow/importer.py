@@ -244,8 +244,8 @@ def _defocus(
             np.where(np.isfinite(ang), ang, 0.0),
         )
     assert row.ctffind is not None
-    table = read_ctffind(row.ctffind)
-    n = table.defocus1_A.shape[0]
+    ctf = read_ctffind(row.ctffind)
+    n = ctf.defocus1_A.shape[0]
     if n >= nz:
         idx = kept
     elif n == kept.size and n_tlt == kept.size:
@@ -255,9 +255,9 @@ def _defocus(
             row.ctffind, f"{n} CTFFIND entries, but the stack has {nz} views ({kept.size} kept)"
         )
     return (
-        table.defocus1_A[idx].astype(np.float64),
-        table.defocus2_A[idx].astype(np.float64),
-        table.astig_angle_deg[idx].astype(np.float64),
+        ctf.defocus1_A[idx].astype(np.float64),
+        ctf.defocus2_A[idx].astype(np.float64),
+        ctf.astig_angle_deg[idx].astype(np.float64),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,13 +70,13 @@ class Tomogram:
     def n_tilts(self) -> int:
         return int(self.proj.shape[0])
 
-    def replace(self, **changes: object) -> Tomogram:
+    def replace(self, **changes: Any) -> Tomogram:
         """A copy with some fields changed (``extra`` is merged, not replaced, when a dict is given)."""
         if "extra" in changes:
             merged = dict(self.extra)
-            merged.update(changes["extra"])  # type: ignore[arg-type]
+            merged.update(changes["extra"])
             changes["extra"] = merged
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

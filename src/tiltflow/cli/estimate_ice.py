@@ -94,6 +94,6 @@ def run(args: argparse.Namespace) -> None:
     """Run the step and print one line per tomogram."""
     result = run_estimate_ice(args.t, args.o, params_from_args(args), names=args.tomo)
     for tomo in result:
-        t = tomo.extra.get("rlnTomoRelativeIceThickness")
+        t = tomo.extra["rlnTomoRelativeIceThickness"]  # apply_result always sets it
         print(f"tiltflow estimate-ice: {tomo.name}: relative ice thickness {float(t):.4f}")
     print(f"tiltflow estimate-ice: wrote {args.o}/tomograms.star ({len(result)} tomograms)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -215,7 +216,7 @@ class _Problem:
         done = [ref]
         g_fine = max(2.0, 0.4 * self.r)
         for v in order:
-            X = np.linalg.solve(A, b[..., None])[..., 0]
+            X = cast(F64, np.linalg.solve(A, b[..., None])[..., 0])
             if fit_corr:
                 nbr = done[int(np.argmin(np.abs(self.s[done] - self.s[v])))]
                 cams[v] = apply_affine_to_cam(G_of[nbr], cams[v])
@@ -407,7 +408,7 @@ def associate(
     obs = np.where(inl[..., None], obs, np.nan)
     sig = np.where(inl, sig, np.nan)
     pred = project_cams(cams, np.nan_to_num(xyz))
-    in_img = pr.inside(pred) & np.isfinite(xyz).all(axis=1)[:, None]
+    in_img = pr.inside(pred) & cast(NDArray[np.bool_], np.isfinite(xyz).all(axis=1))[:, None]
     n_obs = inl.sum(axis=1)
     n_in = np.maximum(in_img.sum(axis=1), 1)
     frac = n_obs / n_in
@@ -433,7 +434,7 @@ def associate(
 def _duplicates(xyz: F64, n_obs: NDArray[np.integer], dist: float) -> NDArray[np.bool_]:
     """Mask of beads within ``dist`` (3D) of a bead with more observations (NaN beads: False)."""
     drop = np.zeros(xyz.shape[0], bool)
-    ok = np.isfinite(xyz).all(axis=1)
+    ok = cast(NDArray[np.bool_], np.isfinite(xyz).all(axis=1))
     if ok.sum() < 2:
         return drop
     from scipy.spatial import cKDTree

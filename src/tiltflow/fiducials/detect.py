@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,13 +71,16 @@ class Detections:
         )
 
 
-def _bin_stack(xp: ModuleType, stack: object, b: int) -> object:
-    """Block-mean binning of (n, h, w) by ``b`` (the last h % b rows / w % b columns are dropped)."""
+def _bin_stack(xp: ModuleType, stack: Any, b: int) -> Any:
+    """Block-mean binning of (n, h, w) by ``b`` (the last h % b rows / w % b columns are dropped).
+
+    ``stack`` is a numpy or CuPy array (``xp``), hence ``Any``.
+    """
     if b == 1:
         return stack
-    n, h, w = stack.shape  # type: ignore[attr-defined]
+    n, h, w = stack.shape
     hb, wb = h // b, w // b
-    s = stack[:, : hb * b, : wb * b]  # type: ignore[index]
+    s = stack[:, : hb * b, : wb * b]
     return s.reshape(n, hb, b, wb, b).mean(axis=(2, 4))
 
 
@@ -158,7 +162,10 @@ def detect_peaks(
         xs.append((x_i - pad) * b + (b - 1) / 2.0)
         peaks.append(zval.astype(np.float64))
     k = int(sum(a.size for a in frames_out))
-    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
+    def cat(parts: list[np.ndarray], dt: type[np.generic]) -> np.ndarray:
+        return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
     return Detections(
         frame=cat(frames_out, np.int64),
         x=cat(xs, np.float64),

@@ -9,11 +9,13 @@ arrays: ``obs`` (beads, views, 2) with NaN where a bead was not observed. All ba
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 F64 = NDArray[np.float64]
+Bool = NDArray[np.bool_]
 
 
 def cameras(proj: F64) -> F64:
@@ -42,7 +44,7 @@ def triangulate(
     beads with too few observations get NaN.
     """
     m, n, _ = obs.shape
-    have = np.isfinite(obs).all(axis=2)
+    have = cast(Bool, np.isfinite(obs).all(axis=2))
     w = have.astype(np.float64) if weights is None else np.where(have, weights, 0.0)
     M = cams[:, :, :3]  # (n, 2, 3)
     t = cams[:, :, 3]  # (n, 2)
@@ -82,7 +84,7 @@ def robust_triangulate(
     Returns ``(xyz (m, 3), inlier mask (m, n), residual lengths (m, n))``. The cut is never
     below ``floor`` px so good observations are not trimmed on noise alone.
     """
-    have = np.isfinite(obs).all(axis=2)
+    have = cast(Bool, np.isfinite(obs).all(axis=2))
     inl = have.copy()
     xyz, _ = triangulate(cams, obs, inl.astype(np.float64))
     res = residuals(cams, xyz, obs)
@@ -217,5 +219,5 @@ def fix_gauge(cams: F64, cams0: F64, xyz: F64) -> tuple[F64, F64]:
     S[:3, :] = s3
     new_cams = cams @ S
     xh = np.column_stack([xyz, np.ones(xyz.shape[0])])
-    new_xyz = (np.linalg.solve(S, xh.T).T)[:, :3]
+    new_xyz = cast(F64, np.linalg.solve(S, xh.T).T[:, :3])
     return new_cams, new_xyz

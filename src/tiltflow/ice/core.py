@@ -117,7 +117,8 @@ def _fallback(
 def estimate_ice(
     tomo: Tomogram,
     stack: NDArray,
-    params: IceParams = IceParams(),
+    # IceParams is a frozen dataclass: one shared default instance is safe
+    params: IceParams = IceParams(),  # noqa: B008
     beads_world: ArrayLike | None = None,
     stack_name: str | None = None,
 ) -> IceResult:

@@ -189,8 +189,9 @@ def fit_beer_lambert(
         else:
             x0 = list(x)
         sol = least_squares(
-            lambda xx: model(xx)[idx] - y[idx],
+            lambda xx, ii: model(xx)[ii] - y[ii],
             np.asarray(x0, dtype=np.float64),
+            args=(idx,),
             method="lm",
             x_scale="jac",
             xtol=1e-12,
@@ -350,7 +351,7 @@ def bead_plane_normal(
     g = np.asarray(guess, dtype=np.float64)
     g_in = g - (g @ frame.w) * frame.w
     n_in_plane = n - (n @ frame.w) * frame.w
-    cosang = float(g_in @ n_in_plane) / (np.linalg.norm(g_in) * np.linalg.norm(n_in_plane))
+    cosang = float((g_in @ n_in_plane) / (np.linalg.norm(g_in) * np.linalg.norm(n_in_plane)))
     if np.degrees(np.arccos(min(1.0, abs(cosang)))) > 3.0:
         return None
     q = float(n @ frame.w) / c

@@ -181,7 +181,8 @@ def _beads_for(tomo: Tomogram) -> np.ndarray | None:
 def run_estimate_ice(
     tomo_star: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    params: IceParams = IceParams(),
+    # IceParams is a frozen dataclass: one shared default instance is safe
+    params: IceParams = IceParams(),  # noqa: B008
     names: Sequence[str] | None = None,
 ) -> TomogramSet:
     """Estimate the ice of the selected tomograms (``names=None``: all); write the outputs.

@@ -27,10 +27,6 @@ from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.xf import read_xf
 
 __all__ = [
-    "read_text_lines",
-    "parse_float",
-    "parse_int",
-    "parse_floats",
     "read_xf",
     "read_tlt",
     "ComKeywords",

@@ -271,14 +271,14 @@ def read_fid_model(
         if np.any(np.abs(det) < 1e-12):
             bad_view = int(view[np.argmax(np.abs(det) < 1e-12)])
             raise InputError(path, f"the .prexg transform of view {bad_view} (0-based) is singular")
-        cr = np.array(centre((w, h)))
-        rel = np.stack([x, y], axis=1) - cr - g[view, 4:6]
+        cr_xy = np.array(centre((w, h)))
+        rel = np.stack([x, y], axis=1) - cr_xy - g[view, 4:6]
         inv = np.empty_like(a)
         inv[:, 0, 0] = a[:, 1, 1] / det
         inv[:, 0, 1] = -a[:, 0, 1] / det
         inv[:, 1, 0] = -a[:, 1, 0] / det
         inv[:, 1, 1] = a[:, 0, 0] / det
-        raw = np.einsum("nij,nj->ni", inv, rel) + cr
+        raw = np.einsum("nij,nj->ni", inv, rel) + cr_xy
         x, y = raw[:, 0].copy(), raw[:, 1].copy()
 
     return FidTracks(
@@ -424,7 +424,7 @@ def fid_xyz_to_world(
     tiltalign's projections. tilt.com's XAXISTILT and local alignments are ignored, as RELION 4
     ignores them.
     """
-    d = dims if dims is not None else fid.dims
+    d: tuple[float, float] | None = dims if dims is not None else fid.dims
     if d is None:
         d = (geom.raw_size[0] / binning, geom.raw_size[1] / binning)
     c_ali = centre(geom.ali_size)

@@ -118,7 +118,7 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
     g = blocks["global"]
     require_columns(g, GLOBAL_LABELS, path, "global")
     tomos = []
-    for i, row in g.iterrows():
+    for _, row in g.iterrows():
         name = str(row["rlnTomoName"])
         if name not in blocks:
             raise InputError(

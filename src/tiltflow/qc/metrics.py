@@ -88,10 +88,8 @@ def collect(
     from tiltflow.io.tomograms import read_tomogram_set
 
     status, reason = _read_status(provenance)
-    qc = TomogramQC(
-        name=name, status=status, reason=reason, side=SideFiles.for_tomogram(name, results)
-    )
-    side = qc.side
+    side = SideFiles.for_tomogram(name, results)
+    qc = TomogramQC(name=name, status=status, reason=reason, side=side)
     for step in reversed(STEPS):
         if status.get(step) == "ok" and step in stars:
             try:
