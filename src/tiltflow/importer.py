@@ -423,6 +423,7 @@ def import_tilt_series(
 ) -> Tomogram:
     """Import one IMOD-aligned tilt series; writes the culled stack when views are excluded."""
     al = read_imod_alignment(row, options)
+    assert options.angpix is not None  # read_imod_alignment refuses a missing --angpix
     stack_path, nz, kept, tilt_kept, tlt, geom = (
         al.stack_path, al.nz, al.kept, al.tilt_kept, al.tlt, al.geom
     )
