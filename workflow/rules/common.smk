@@ -39,6 +39,7 @@ RULE_STEP = {
     "gather_ice": "gather",
     "qc": "qc",
     "qc_summary": "qc",
+    "export_relion5": "gather",
 }
 
 #: rules that run on the GPU when config["device"] is gpu or auto
@@ -180,4 +181,6 @@ def final_targets():
     if config["qc"]["enabled"]:
         targets += ["results/qc/summary.tsv", "results/qc/summary.html"]
         targets += expand("results/qc/{name}.png", name=TOMOGRAMS)
+    if config["export"]["relion5"]:
+        targets.append("results/relion5")
     return targets
