@@ -72,6 +72,7 @@ def expected_counts(n: int, source: str = "simulate") -> dict[str, int]:
         "ice": n,
         "qc": n,
         "qc_summary": 1,
+        "export_relion5": 1,  # config export.relion5 is on in the example
         "all": 1,
     }
     out.update({f"gather_{s}": 1 for s in STEPS})

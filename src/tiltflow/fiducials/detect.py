@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -80,8 +81,50 @@ def _bin_stack(xp: ModuleType, stack: Any, b: int) -> Any:
         return stack
     n, h, w = stack.shape
     hb, wb = h // b, w // b
-    s = stack[:, : hb * b, : wb * b]
-    return s.reshape(n, hb, b, wb, b).mean(axis=(2, 4))
+    out = stack[:, 0 : hb * b : b, 0 : wb * b : b].copy()
+    for dy in range(b):  # strided sums: far faster than a mean over reshaped axes
+        for dx in range(b):
+            if dy or dx:
+                out += stack[:, dy : hb * b : b, dx : wb * b : b]
+    return out * (1.0 / (b * b))
+
+
+def _local_maxima(
+    xp: ModuleType, z: Any, threshold: float, half: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Peaks of ``z`` (n, h, w) above ``threshold`` that are the maximum of their
+    ``(2 half + 1)²`` neighbourhood (ties: the first in raster order) -> frame, y, x, value.
+
+    Equivalent to comparing with a maximum filter, but only the pixels above the threshold that
+    are 3x3 maxima are compared with each other (few), instead of filtering every pixel.
+    """
+    above = z > threshold
+    c = z[:, 1:-1, 1:-1]
+    m = above[:, 1:-1, 1:-1].copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == 0 and dx == 0:
+                continue
+            nb = z[:, 1 + dy : z.shape[1] - 1 + dy, 1 + dx : z.shape[2] - 1 + dx]
+            m &= c >= nb
+    f_i, y_i, x_i = (to_numpy(a) for a in xp.nonzero(m))
+    y_i, x_i = y_i + 1, x_i + 1
+    val = to_numpy(z[f_i, y_i, x_i]).astype(np.float64) if f_i.size else np.zeros(0)
+    if f_i.size > 1 and half > 1:
+        from scipy.spatial import cKDTree
+
+        pts = np.column_stack([x_i, y_i, f_i * (4.0 * half + 10.0 + z.shape[1] + z.shape[2])])
+        pairs = cKDTree(pts).query_pairs(half, p=np.inf, output_type="ndarray")
+        if pairs.size:
+            order = np.lexsort((y_i * z.shape[2] + x_i, -val))  # high first, then raster
+            rank = np.empty(f_i.size, np.int64)
+            rank[order] = np.arange(f_i.size)
+            a, bb = pairs[:, 0], pairs[:, 1]
+            loser = np.where(rank[a] < rank[bb], bb, a)
+            keep = np.ones(f_i.size, bool)
+            keep[loser] = False
+            f_i, y_i, x_i, val = f_i[keep], y_i[keep], x_i[keep], val[keep]
+    return f_i.astype(np.int64), y_i, x_i, val
 
 
 def matched_filter_spectrum(shape: tuple[int, int], radius: float) -> F64:
@@ -124,20 +167,26 @@ def detect_peaks(
     rb = radius_px / b
     hb, wb = h // b, w // b
     pad = int(math.ceil(3 * rb)) + 2
-    fshape = (hb + 2 * pad, wb + 2 * pad)
+    from scipy.fft import next_fast_len
+
+    # FFT size: at least the reflect-padded image, rounded up to a fast length (extra rows and
+    # columns are reflect-padded at the far side)
+    fshape = (next_fast_len(hb + 2 * pad, real=True), next_fast_len(wb + 2 * pad, real=True))
+    extra = (fshape[0] - hb - 2 * pad, fshape[1] - wb - 2 * pad)
     fft = get_fft(xp)
     nd = get_ndimage(xp)
     kw = fft_workers(xp, threads)
     filt = xp.asarray(matched_filter_spectrum(fshape, rb).astype(np.float32))
     size_max = 2 * int(math.ceil(rb)) + 1
     size_loc = max(16, int(round(16 * rb)))
-    frames_out, ys, xs, peaks = [], [], [], []
-    for start in range(0, n, chunk):
+    def one_chunk(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         block = xp.asarray(np.ascontiguousarray(stack[start : start + chunk], dtype=np.float32))
         block = _bin_stack(xp, block, b)
         mean = block.mean(axis=(1, 2), keepdims=True)
         block = block / xp.where(xp.abs(mean) > 0, mean, 1) - 1  # relative contrast
-        block = xp.pad(block, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+        block = xp.pad(
+            block, ((0, 0), (pad, pad + extra[0]), (pad, pad + extra[1])), mode="reflect"
+        )
         spec = fft.rfft2(block, axes=(1, 2), **kw)
         cmap = -fft.irfft2(spec * filt, s=fshape, axes=(1, 2), **kw)
         inner = cmap[:, pad : pad + hb, pad : pad + wb]
@@ -149,18 +198,32 @@ def detect_peaks(
         sq = xp.minimum(cmap**2, (_CLIP * sig) ** 2)
         var = nd.uniform_filter(sq, size=(1, size_loc, size_loc), mode="reflect") / _CLIP_MEAN
         z = cmap / xp.sqrt(xp.maximum(var, (0.05 * sig) ** 2))
-        zmax = nd.maximum_filter(z, size=(1, size_max, size_max), mode="constant", cval=-np.inf)
-        is_peak = (z == zmax) & (z > threshold)
-        is_peak[:, :pad, :] = False
-        is_peak[:, pad + hb :, :] = False
-        is_peak[:, :, :pad] = False
-        is_peak[:, :, pad + wb :] = False
-        f_i, y_i, x_i = (to_numpy(a) for a in xp.nonzero(is_peak))
-        zval = to_numpy(z[is_peak]) if f_i.size else np.zeros(0)
-        frames_out.append(f_i.astype(np.int64) + start)
-        ys.append((y_i - pad) * b + (b - 1) / 2.0)
-        xs.append((x_i - pad) * b + (b - 1) / 2.0)
-        peaks.append(zval.astype(np.float64))
+        # one padding pixel each side, so peaks on the image border are tested too
+        f_i, y_i, x_i, zval = _local_maxima(
+            xp, z[:, pad - 1 : pad + hb + 1, pad - 1 : pad + wb + 1], threshold, size_max // 2
+        )
+        y_i, x_i = y_i + pad - 1, x_i + pad - 1
+        return (
+            f_i.astype(np.int64) + start,
+            (y_i - pad) * b + (b - 1) / 2.0,
+            (x_i - pad) * b + (b - 1) / 2.0,
+            zval.astype(np.float64),
+        )
+
+    starts = list(range(0, n, chunk))
+    if xp is np and threads > 1 and len(starts) > 1:
+        # chunks in parallel (numpy, pocketfft and ndimage release the GIL); FFTs single-threaded
+        kw = fft_workers(xp, 1)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(one_chunk, starts))
+    else:
+        results = [one_chunk(st) for st in starts]
+    frames_out = [r[0] for r in results]
+    ys = [r[1] for r in results]
+    xs = [r[2] for r in results]
+    peaks = [r[3] for r in results]
     k = int(sum(a.size for a in frames_out))
 
     def cat(parts: list[np.ndarray], dt: type[np.generic]) -> np.ndarray:
@@ -210,7 +273,79 @@ class BeadFit:
     ok: NDArray[np.bool_]  # converged, inside the image, moved less than a radius
 
 
+@lru_cache(maxsize=16)
+def _profile_table(radius_px: float, r_max: float) -> tuple[F64, F64, float]:
+    """Bead profile S and dS/dr sampled every 1/16 px on [0, r_max + 1], 0 beyond the profile."""
+    rtab, stab, dtab = bead_profile(radius_px)
+    step = rtab[1] - rtab[0]
+    n = int(math.ceil((r_max + 1.0) / step)) + 2
+    s_out = np.zeros(max(n, stab.size))
+    d_out = np.zeros_like(s_out)
+    s_out[: stab.size] = stab
+    d_out[: dtab.size] = dtab
+    return s_out, d_out, 1.0 / step
+
+
+def _lookup(table: F64, r: F64, inv_step: float) -> F64:
+    """Linear interpolation of a profile table at radii ``r`` (shared index arithmetic)."""
+    t = r * inv_step
+    i = np.minimum(t.astype(np.int64), table.size - 2)
+    f = t - i
+    return table[i] + f * (table[i + 1] - table[i])
+
+
+#: pixels of all windows fitted together (bounds the memory of :func:`fit_beads`)
+FIT_BATCH_PIXELS = 1_500_000
+
+
 def fit_beads(
+    stack: NDArray[np.floating],
+    frames: NDArray[np.integer],
+    x0: F64,
+    y0: F64,
+    radius_px: float,
+    n_iter: int = 5,
+    max_move: float | None = None,
+    nbr_x: F64 | None = None,
+    nbr_y: F64 | None = None,
+    threads: int = 1,
+) -> BeadFit:
+    """Sub-pixel bead centres (see :func:`_fit_batch`), in batches of windows of bounded memory
+    (:data:`FIT_BATCH_PIXELS`), run on ``threads`` threads. Each window's result does not depend
+    on the batching."""
+    frames = np.asarray(frames, dtype=np.int64)
+    k = frames.size
+    r_mask = 1.5 * radius_px + 2.0
+    per_window = math.pi * (r_mask + 1.0) ** 2
+    size = max(16, int(FIT_BATCH_PIXELS // per_window))
+    if k <= size:
+        return _fit_batch(stack, frames, x0, y0, radius_px, n_iter, max_move, nbr_x, nbr_y)
+    x0 = np.asarray(x0, dtype=np.float64)
+    y0 = np.asarray(y0, dtype=np.float64)
+    nx = None if nbr_x is None else np.asarray(nbr_x, dtype=np.float64)
+    ny = None if nbr_y is None else np.asarray(nbr_y, dtype=np.float64)
+    parts = [slice(i, min(i + size, k)) for i in range(0, k, size)]
+
+    def run(sl: slice) -> BeadFit:
+        return _fit_batch(
+            stack, frames[sl], x0[sl], y0[sl], radius_px, n_iter, max_move,
+            None if nx is None else nx[sl], None if ny is None else ny[sl],
+        )
+
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            fits = list(pool.map(run, parts))
+    else:
+        fits = [run(sl) for sl in parts]
+    return BeadFit(
+        *(np.concatenate([getattr(f, name) for f in fits])
+          for name in ("x", "y", "amplitude", "significance", "rms", "ok"))
+    )
+
+
+def _fit_batch(
     stack: NDArray[np.floating],
     frames: NDArray[np.integer],
     x0: F64,
@@ -223,11 +358,12 @@ def fit_beads(
 ) -> BeadFit:
     """Sub-pixel bead centres by a windowed least-squares fit of the projected-sphere profile.
 
-    Vectorised over the positions: all windows are fitted together. ``max_move`` (default one
-    bead radius) bounds how far a centre may move from its start before the fit is marked not ok.
-    ``nbr_x, nbr_y`` (NaN = none) give the known position of an overlapping neighbour bead in the
-    same image; its profile is then modelled too (free amplitude, fixed centre), so beads that
-    overlap in projection are still measured without bias.
+    Model per window (a disc of ``1.5 r + 2`` px about the rounded centre, image pixels only):
+    ``a + g·(dx, dy) + b·S(|x - c|)`` (+ ``b2·S(|x - c_nbr|)`` for a known overlapping neighbour),
+    linear in ``(a, g, b)`` and Gauss-Newton in ``c``. Vectorised over the positions; the normal
+    equations are built from per-window sums (no design matrices), the windows are re-centred
+    once. ``max_move`` (default one bead radius) bounds how far a centre may move from its start
+    before the fit is marked not ok. ``nbr_x, nbr_y`` (NaN = none): see above.
     """
     frames = np.asarray(frames, dtype=np.int64)
     x0 = np.asarray(x0, dtype=np.float64)
@@ -237,88 +373,117 @@ def fit_beads(
         z = np.zeros(0)
         return BeadFit(z, z.copy(), z.copy(), z.copy(), z.copy(), np.zeros(0, bool))
     n, h, w = stack.shape
-    rtab, stab, dtab = bead_profile(radius_px)
     r_mask = 1.5 * radius_px + 2.0
     hw = int(math.ceil(r_mask)) + 1
-    off = np.arange(-hw, hw + 1)
+    stab, dtab, inv_step = _profile_table(float(radius_px), float(r_mask + 1.5 * hw))
+    oy, ox = np.mgrid[-hw : hw + 1, -hw : hw + 1]
+    disc = ox**2 + oy**2 <= r_mask**2
+    ox, oy = ox[disc].astype(np.float64), oy[disc].astype(np.float64)  # (P,)
+    dxw, dyw = ox / hw, oy / hw
     max_move = radius_px if max_move is None else max_move
     cx, cy = x0.copy(), y0.copy()
     has_nbr = nbr_x is not None and nbr_y is not None and bool(np.isfinite(np.asarray(nbr_x)).any())
     if has_nbr:
         nx = np.asarray(nbr_x, dtype=np.float64)
         ny = np.asarray(nbr_y, dtype=np.float64)
-    lin = np.zeros((k, 4))
-    rms = np.full(k, np.nan)
-    sig = np.zeros(k)
-    amp = np.zeros(k)
+        nb_ok = np.isfinite(nx) & np.isfinite(ny)
+    nc = 5 if has_nbr else 4
+
+    def dot(a: F64, b: F64) -> F64:
+        return np.einsum("kp,kp->k", a, b)
+
+    amp: F64 = np.zeros(k)
+    sig: F64 = np.zeros(k)
+    rms: F64 = np.full(k, np.nan)
     for rnd in range(2):
-        ix0 = np.rint(cx).astype(np.int64)
-        iy0 = np.rint(cy).astype(np.int64)
-        X = ix0[:, None, None] + off[None, None, :]  # (k, 1, W)
-        Y = iy0[:, None, None] + off[None, :, None]  # (k, W, 1)
-        X, Y = np.broadcast_arrays(X, Y)
+        ix0 = np.rint(cx)
+        iy0 = np.rint(cy)
+        X = ix0[:, None] + ox[None, :]  # (k, P)
+        Y = iy0[:, None] + oy[None, :]
         inside = (X >= 0) & (X < w) & (Y >= 0) & (Y < h)
-        vals = stack[frames[:, None, None], np.clip(Y, 0, h - 1), np.clip(X, 0, w - 1)].astype(
-            np.float64
-        )
-        within = ((X - ix0[:, None, None]) ** 2 + (Y - iy0[:, None, None]) ** 2) <= r_mask**2
-        wgt = (inside & within).astype(np.float64)
-        # normalise intensities per window (robust to the dose scale)
-        scale = np.sum(vals * wgt, axis=(1, 2)) / np.maximum(wgt.sum(axis=(1, 2)), 1)
+        vals = stack[
+            frames[:, None],
+            np.clip(Y, 0, h - 1).astype(np.int64),
+            np.clip(X, 0, w - 1).astype(np.int64),
+        ].astype(np.float64)
+        wgt = inside.astype(np.float64)
+        npx = wgt.sum(axis=1)
+        scale = dot(vals, wgt) / np.maximum(npx, 1)
         scale = np.where(np.abs(scale) > 0, np.abs(scale), 1.0)
-        v = vals / scale[:, None, None]
-        dxw = (X - ix0[:, None, None]) / hw
-        dyw = (Y - iy0[:, None, None]) / hw
-        wf = wgt.reshape(k, -1)
-        vf = v.reshape(k, -1)
+        v = vals / scale[:, None] * wgt  # weighted data (zero outside the image)
+        wx, wy = wgt * dxw, wgt * dyw
+        base = np.zeros((k, nc, nc))
+        base[:, 0, 0] = npx
+        base[:, 0, 1] = base[:, 1, 0] = wx.sum(axis=1)
+        base[:, 0, 2] = base[:, 2, 0] = wy.sum(axis=1)
+        base[:, 1, 1] = wx @ dxw
+        base[:, 1, 2] = base[:, 2, 1] = wx @ dyw
+        base[:, 2, 2] = wy @ dyw
+        atv_base = np.stack([v.sum(axis=1), v @ dxw, v @ dyw], axis=1)
+        vv = dot(v, v)
+        if has_nbr:
+            rn = np.sqrt((X - nx[:, None]) ** 2 + (Y - ny[:, None]) ** 2)
+            sn = np.where(nb_ok[:, None], _lookup(stab, np.nan_to_num(rn, nan=0.0), inv_step), 0.0)
+            sn = sn * wgt
+            base[:, 0, 4] = base[:, 4, 0] = sn.sum(axis=1)
+            base[:, 1, 4] = base[:, 4, 1] = sn @ dxw
+            base[:, 2, 4] = base[:, 4, 2] = sn @ dyw
+            base[:, 4, 4] = dot(sn, sn) + (~nb_ok) * 1.0  # no neighbour: keep AtA regular
+            svn = dot(v, sn)
         for _ in range(n_iter if rnd == 0 else 3):
-            ddx = X - cx[:, None, None]
-            ddy = Y - cy[:, None, None]
+            ddx = X - cx[:, None]
+            ddy = Y - cy[:, None]
             r = np.sqrt(ddx**2 + ddy**2)
-            s = np.interp(r, rtab, stab, right=0.0)
-            ds = np.interp(r, rtab, dtab, right=0.0)
-            # linear part: a + gx dx + gy dy + b s
-            cols = [np.ones_like(s), dxw, dyw, s]
+            s = _lookup(stab, r, inv_step)
+            ds = _lookup(dtab, r, inv_step)
+            ws = wgt * s
+            ata = base.copy()
+            ata[:, 0, 3] = ata[:, 3, 0] = ws.sum(axis=1)
+            ata[:, 1, 3] = ata[:, 3, 1] = ws @ dxw
+            ata[:, 2, 3] = ata[:, 3, 2] = ws @ dyw
+            ata[:, 3, 3] = dot(ws, s)
+            atv = np.empty((k, nc))
+            atv[:, :3] = atv_base
+            atv[:, 3] = dot(v, s)
             if has_nbr:
-                rn = np.sqrt((X - nx[:, None, None]) ** 2 + (Y - ny[:, None, None]) ** 2)
-                cols.append(
-                    np.where(
-                        np.isfinite(rn),
-                        np.interp(np.nan_to_num(rn, nan=1e9), rtab, stab, right=0.0),
-                        0.0,
-                    )
-                )
-            A = np.stack(cols, axis=-1)  # (k, W, W, 4 or 5)
-            Af = A.reshape(k, -1, A.shape[-1])
-            Aw = (Af * wf[..., None]).swapaxes(1, 2)  # (k, nc, P)
-            AtA = Aw @ Af
-            Atv = (Aw @ vf[..., None])[..., 0]
-            AtA += np.eye(A.shape[-1])[None] * 1e-9
-            lin = np.linalg.solve(AtA, Atv[..., None])[..., 0]
-            resid = v - (Af @ lin[..., None])[..., 0].reshape(v.shape)
+                ata[:, 3, 4] = ata[:, 4, 3] = dot(ws, sn)
+                atv[:, 4] = svn
+            ata += np.eye(nc)[None] * 1e-9
+            lin = np.linalg.solve(ata, atv[..., None])[..., 0]
             b = lin[:, 3]
-            rsafe = np.where(r > 1e-9, r, 1.0)
-            jx = -b[:, None, None] * ds * ddx / rsafe  # d model / d cx
-            jy = -b[:, None, None] * ds * ddy / rsafe
-            J = np.stack([jx.reshape(k, -1), jy.reshape(k, -1)], axis=-1)  # (k, P, 2)
-            Jw = (J * wf[..., None]).swapaxes(1, 2)
-            JtJ = Jw @ J
-            Jtr = (Jw @ resid.reshape(k, -1)[..., None])[..., 0]
-            JtJ += np.eye(2)[None] * (1e-6 + 1e-3 * np.trace(JtJ, axis1=1, axis2=2))[:, None, None]
-            step = np.linalg.solve(JtJ, Jtr[..., None])[..., 0]
-            norm = np.linalg.norm(step, axis=1)
+            model = (
+                lin[:, 0:1]
+                + lin[:, 1:2] * dxw[None, :]
+                + lin[:, 2:3] * dyw[None, :]
+                + b[:, None] * s
+            )
+            if has_nbr:
+                model = model + lin[:, 4:5] * sn
+            resid = v - model * wgt
+            jfac = -b[:, None] * ds / np.where(r > 1e-9, r, 1.0) * wgt
+            jx = jfac * ddx
+            jy = jfac * ddy
+            jxx, jxy, jyy = dot(jx, jx), dot(jx, jy), dot(jy, jy)
+            gx, gy = dot(jx, resid), dot(jy, resid)
+            damp = 1e-6 + 1e-3 * (jxx + jyy)
+            jxx, jyy = jxx + damp, jyy + damp
+            det = jxx * jyy - jxy**2
+            stx = (jyy * gx - jxy * gy) / det
+            sty = (jxx * gy - jxy * gx) / det
+            norm = np.hypot(stx, sty)
             lim = 0.5 * radius_px
-            step *= np.minimum(1.0, lim / np.maximum(norm, 1e-12))[:, None]
-            cx = cx + step[:, 0]
-            cy = cy + step[:, 1]
-        npx = wgt.sum(axis=(1, 2))
-        rss = np.einsum("kyx,kyx->k", wgt, resid**2)
+            f = np.minimum(1.0, lim / np.maximum(norm, 1e-12))
+            cx = cx + stx * f
+            cy = cy + sty * f
+        # residual sum of squares from the normal equations at the last linear solve
+        rss = np.maximum(vv - 2 * np.einsum("kc,kc->k", lin, atv) + np.einsum(
+            "kc,kcd,kd->k", lin, ata, lin), 0.0)
         dof = np.maximum(npx - 6, 1)
         s2 = rss / dof
-        cov = np.linalg.inv(AtA)
+        cov = np.linalg.inv(ata)
         se_b = np.sqrt(np.maximum(cov[:, 3, 3] * s2, 1e-30))
-        amp = lin[:, 3]
-        sig = -amp / se_b
+        amp = np.asarray(lin[:, 3], dtype=np.float64)
+        sig = np.asarray(-amp / se_b, dtype=np.float64)
         rms = np.sqrt(s2)
     moved = np.hypot(cx - x0, cy - y0)
     ok = (
@@ -352,7 +517,7 @@ def detect(
     det = detect_peaks(stack, radius_px, threshold, b, xp=xp, threads=threads)
     if len(det) == 0:
         return det
-    fit = fit_beads(stack, det.frame, det.x, det.y, radius_px)
+    fit = fit_beads(stack, det.frame, det.x, det.y, radius_px, threads=threads)
     keep = fit.ok & (fit.significance >= min_significance)
     out = Detections(det.frame, fit.x, fit.y, det.peak, fit.amplitude, fit.significance).subset(
         keep
