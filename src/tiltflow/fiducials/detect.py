@@ -287,11 +287,23 @@ def _profile_table(radius_px: float, r_max: float) -> tuple[F64, F64, float]:
 
 
 def _lookup(table: F64, r: F64, inv_step: float) -> F64:
-    """Linear interpolation of a profile table at radii ``r`` (shared index arithmetic)."""
+    """Linear interpolation of a profile table at radii ``r``."""
+    return _lookup2(table, None, r, inv_step)[0]
+
+
+def _lookup2(
+    table: F64, table2: F64 | None, r: F64, inv_step: float
+) -> tuple[F64, F64 | None]:
+    """Linear interpolation of one or two tables at radii ``r`` (one index computation)."""
     t = r * inv_step
-    i = np.minimum(t.astype(np.int64), table.size - 2)
+    i = np.minimum(t.astype(np.int32), table.size - 2)
     f = t - i
-    return table[i] + f * (table[i + 1] - table[i])
+    a = table[i]
+    out = a + f * (table[i + 1] - a)
+    if table2 is None:
+        return out, None
+    a2 = table2[i]
+    return out, a2 + f * (table2[i + 1] - a2)
 
 
 #: pixels of all windows fitted together (bounds the memory of :func:`fit_beads`)
@@ -318,6 +330,8 @@ def fit_beads(
     r_mask = 1.5 * radius_px + 2.0
     per_window = math.pi * (r_mask + 1.0) ** 2
     size = max(16, int(FIT_BATCH_PIXELS // per_window))
+    if threads > 1:
+        size = min(size, max(16, -(-k // threads)))
     if k <= size:
         return _fit_batch(stack, frames, x0, y0, radius_px, n_iter, max_move, nbr_x, nbr_y)
     x0 = np.asarray(x0, dtype=np.float64)
@@ -434,8 +448,9 @@ def _fit_batch(
             ddx = X - cx[:, None]
             ddy = Y - cy[:, None]
             r = np.sqrt(ddx**2 + ddy**2)
-            s = _lookup(stab, r, inv_step)
-            ds = _lookup(dtab, r, inv_step)
+            s, ds_ = _lookup2(stab, dtab, r, inv_step)
+            assert ds_ is not None
+            ds = ds_
             ws = wgt * s
             ata = base.copy()
             ata[:, 0, 3] = ata[:, 3, 0] = ws.sum(axis=1)
