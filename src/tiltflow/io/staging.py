@@ -192,7 +192,9 @@ class OutputTransaction:
             side = Path(tempfile.mkdtemp(prefix=f".{final_abs.name}.", suffix=".tmp", dir=parent))
             self._side[final_abs] = side
             staged = side / final_abs.name
-        elif rel == Path(".") or rel.parts[0] == LOCK_NAME or rel.parts[0].startswith(STAGING_PREFIX):
+        elif (
+            rel == Path(".") or rel.parts[0] == LOCK_NAME or rel.parts[0].startswith(STAGING_PREFIX)
+        ):
             raise ValueError(f"cannot stage {final}: not an output file of {self.out_dir}")
         else:
             staged = self.staging_dir / "new" / rel
