@@ -40,6 +40,7 @@ from tiltflow.io.guard import refuse_output_file_over_inputs
 from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
+from tiltflow.io.staging import OutputTransaction
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 from tiltflow.params import params_from_dict
@@ -419,9 +420,17 @@ def _x_tilt(
 
 
 def import_tilt_series(
-    row: ImportRow, options: ImportOptions, out_dir: Path, culled_dir: Path | None = None
+    row: ImportRow,
+    options: ImportOptions,
+    out_dir: Path,
+    culled_dir: Path | None = None,
+    txn: OutputTransaction | None = None,
 ) -> Tomogram:
-    """Import one IMOD-aligned tilt series; writes the culled stack when views are excluded."""
+    """Import one IMOD-aligned tilt series; writes the culled stack when views are excluded.
+
+    With ``txn`` the culled stack is staged in that transaction (committed with the tomogram
+    set by :func:`run_import`); without, it is written straight to its final path.
+    """
     al = read_imod_alignment(row, options)
     assert options.angpix is not None  # read_imod_alignment refuses a missing --angpix
     stack_path, nz, kept, tilt_kept, tlt, geom = (
@@ -447,7 +456,9 @@ def import_tilt_series(
             culled = str(base / f"{row.name.replace('/', '_')}.mrc")
         refuse_output_file_over_inputs(stack_file(culled), [stack_path], "culled stack")
         stack = read_stack(stack_path)
-        write_stack(stack_file(culled), stack[kept], options.angpix)
+        culled_path = stack_file(culled)
+        dest = culled_path if txn is None else txn.stage(culled_path)
+        write_stack(dest, stack[kept], options.angpix)
         tilt_series = culled
 
     return Tomogram(
@@ -483,7 +494,9 @@ def run_import(
     """Import the tomograms of ``import_star`` (all, or ``names``) and write ``out_star``.
 
     With ``append_to`` (RELION's ``--t``) the new tomograms are added to that set (a tomogram of
-    the same name is replaced). Nothing is written unless every tomogram imports.
+    the same name is replaced). Nothing is written unless every tomogram imports: the culled
+    stacks and ``out_star`` are staged and moved into place together, ``out_star`` last
+    (:class:`~tiltflow.io.staging.OutputTransaction`; issue #11 items 2, 8, 14).
     """
     out_star = Path(out_star)
     refuse_output_file_over_inputs(out_star, [import_star, *([append_to] if append_to else [])])
@@ -496,14 +509,15 @@ def run_import(
                 import_star, f"tomogram(s) {absent} not in the sheet (have {sorted(known)})"
             )
         rows = [r for r in rows if r.name in set(names)]
-    tomos = tuple(
-        import_tilt_series(
-            r, options, out_star.parent, None if culled_dir is None else Path(culled_dir)
+    with OutputTransaction(out_star.parent) as txn:
+        tomos = tuple(
+            import_tilt_series(
+                r, options, out_star.parent, None if culled_dir is None else Path(culled_dir), txn
+            )
+            for r in rows
         )
-        for r in rows
-    )
-    result = TomogramSet(tomos)
-    if append_to is not None:
-        result = read_tomogram_set(append_to).merged(result)
-    write_tomogram_set(out_star, result, comments=comments)
+        result = TomogramSet(tomos)
+        if append_to is not None:
+            result = read_tomogram_set(append_to).merged(result)
+        write_tomogram_set(txn.stage(out_star, last=True), result, comments=comments)
     return result

@@ -15,6 +15,7 @@ from tiltflow.align.report import AlignResult, plot_report, report_blocks
 from tiltflow.errors import InputError
 from tiltflow.fiducials import io as fidio
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
+from tiltflow.io.staging import OutputTransaction
 from tiltflow.io.star import star_path, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
@@ -39,8 +40,21 @@ def tracks_table(result: AlignResult) -> pd.DataFrame:
     )
 
 
-def align_one(tomo: Tomogram, params: AlignParams, out_dir: Path) -> tuple[Tomogram, AlignResult]:
-    """Read the fiducials/tracks linked from ``tomo``, refine, write the side files."""
+def align_one(
+    tomo: Tomogram,
+    params: AlignParams,
+    out_dir: Path,
+    txn: OutputTransaction | None = None,
+) -> tuple[Tomogram, AlignResult]:
+    """Read the fiducials/tracks linked from ``tomo``, refine, write the side files.
+
+    With ``txn`` the side files are staged in that transaction (committed with the step's
+    tomogram set); without, they are written straight into ``out_dir``.
+    """
+
+    def dest(p: Path) -> Path:
+        return p if txn is None else txn.stage(p)
+
     fid = tomo.extra.get("rlnTomoFiducialsStarFile")
     if fid is None:
         raise InputError(
@@ -58,13 +72,13 @@ def align_one(tomo: Tomogram, params: AlignParams, out_dir: Path) -> tuple[Tomog
     for msg in result.messages:
         log.warning("%s: %s", tomo.name, msg)
     out_fid = out_dir / f"fiducials_{tomo.name}.star"
-    fidio.write_fiducials(out_fid, result.beads, tomo.pixel_size)
-    fidio.write_tracks(fidio.tracks_path_for(out_fid), tracks_table(result))
+    fidio.write_fiducials(dest(out_fid), result.beads, tomo.pixel_size)
+    fidio.write_tracks(dest(fidio.tracks_path_for(out_fid)), tracks_table(result))
     header = [f"tiltflow align report for {tomo.name}"] + [
         f"note: {' '.join(m.split())}" for m in result.messages
     ]
-    write_star(out_dir / f"align_{tomo.name}.star", report_blocks(result), header=header)
-    plot_report(result, out_dir / f"align_{tomo.name}.png")
+    write_star(dest(out_dir / f"align_{tomo.name}.star"), report_blocks(result), header=header)
+    plot_report(result, dest(out_dir / f"align_{tomo.name}.png"))
     refined = result.tomogram.replace(extra={"rlnTomoFiducialsStarFile": star_path(out_fid)})
     return refined, result
 
@@ -97,13 +111,16 @@ def run_align(
     else:
         selected = list(tset)
     refined = []
-    for t in selected:
-        tomo, res = align_one(t, params, out)
-        refined.append(tomo)
-        if on_result is not None:
-            on_result(res)
-    result = TomogramSet(tuple(refined))
-    write_tomogram_set(out / "tomograms.star", result, comments=("tiltflow align",))
+    with OutputTransaction(out) as txn:  # all outputs or none (issue #11 items 2, 8, 14)
+        for t in selected:
+            tomo, res = align_one(t, params, out, txn)
+            refined.append(tomo)
+            if on_result is not None:
+                on_result(res)
+        result = TomogramSet(tuple(refined))
+        write_tomogram_set(
+            txn.stage(out / "tomograms.star", last=True), result, comments=("tiltflow align",)
+        )
     return result
 
 

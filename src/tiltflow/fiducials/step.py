@@ -28,6 +28,7 @@ from tiltflow.geometry import project
 from tiltflow.imod.fid import read_fid_model
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.mrc import read_stack
+from tiltflow.io.staging import OutputTransaction
 from tiltflow.io.star import star_path
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
@@ -235,22 +236,22 @@ def run_find_fiducials(
     else:
         selected = list(tset)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     done: list[Tomogram] = []
-    for tomo in selected:
-        stack = read_stack(Path(tomo.tilt_series))
-        if params.source == "imod":
-            res = fiducials_from_imod(tomo, params, (stack.shape[2], stack.shape[1]))
-        else:
-            res = find_fiducials(stack, tomo, params)
-        fid_path = out / fiducials_filename(tomo.name)
-        write_fiducials(fid_path, res.xyz, tomo.pixel_size)
-        write_tracks(tracks_path_for(fid_path), res.tracks)
-        if res.xyz.shape[0] == 0:
-            log.warning(res.message)
-        else:
-            log.info(res.message)
-        done.append(tomo.replace(extra={"rlnTomoFiducialsStarFile": star_path(fid_path)}))
-    result = TomogramSet(tuple(done))
-    write_tomogram_set(out / "tomograms.star", result)
+    with OutputTransaction(out) as txn:  # all outputs or none (issue #11 items 2, 8, 14)
+        for tomo in selected:
+            stack = read_stack(Path(tomo.tilt_series))
+            if params.source == "imod":
+                res = fiducials_from_imod(tomo, params, (stack.shape[2], stack.shape[1]))
+            else:
+                res = find_fiducials(stack, tomo, params)
+            fid_path = out / fiducials_filename(tomo.name)
+            write_fiducials(txn.stage(fid_path), res.xyz, tomo.pixel_size)
+            write_tracks(txn.stage(tracks_path_for(fid_path)), res.tracks)
+            if res.xyz.shape[0] == 0:
+                log.warning(res.message)
+            else:
+                log.info(res.message)
+            done.append(tomo.replace(extra={"rlnTomoFiducialsStarFile": star_path(fid_path)}))
+        result = TomogramSet(tuple(done))
+        write_tomogram_set(txn.stage(out / "tomograms.star", last=True), result)
     return result

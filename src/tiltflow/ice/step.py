@@ -26,6 +26,7 @@ from tiltflow.ice.params import IceParams
 from tiltflow.io.atomic import write_with_atomic
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.mrc import read_stack
+from tiltflow.io.staging import OutputTransaction
 from tiltflow.io.star import write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
@@ -198,13 +199,14 @@ def run_estimate_ice(
         raise InputError(tomo_star, f"tomogram(s) {missing} not in the set (have {tomo_set.names})")
     out_dir = Path(out_dir)
     out: list[Tomogram] = []
-    for name in selected:
-        tomo = tomo_set[name]
-        stack = read_stack(tomo.tilt_series)
-        res = estimate_ice(tomo, stack, params, _beads_for(tomo), stack_name=tomo.tilt_series)
-        write_ice_star(out_dir / f"ice_{name}.star", res)
-        plot_ice(out_dir / f"ice_{name}.png", res)
-        out.append(apply_result(tomo, res))
-    result = TomogramSet(tuple(out))
-    write_tomogram_set(out_dir / "tomograms.star", result)
+    with OutputTransaction(out_dir) as txn:  # all outputs or none (issue #11 items 2, 8, 14)
+        for name in selected:
+            tomo = tomo_set[name]
+            stack = read_stack(tomo.tilt_series)
+            res = estimate_ice(tomo, stack, params, _beads_for(tomo), stack_name=tomo.tilt_series)
+            write_ice_star(txn.stage(out_dir / f"ice_{name}.star"), res)
+            plot_ice(txn.stage(out_dir / f"ice_{name}.png"), res)
+            out.append(apply_result(tomo, res))
+        result = TomogramSet(tuple(out))
+        write_tomogram_set(txn.stage(out_dir / "tomograms.star", last=True), result)
     return result
