@@ -33,6 +33,7 @@ from tiltflow.model import TomogramSet
 
 if TYPE_CHECKING:
     from tiltflow.importer import ImodAlignment, ImportOptions
+    from tiltflow.io.staging import OutputTransaction
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,6 @@ def export_imod(
     ``.xtilt`` was written) gives back the set's matrices.
     """
     from tiltflow.importer import read_imod_alignment, read_import_rows
-    from tiltflow.io.atomic import write_text_atomic
     from tiltflow.io.guard import refuse_output_dir_over_inputs
     from tiltflow.io.star import write_star
 
@@ -204,70 +204,86 @@ def export_imod(
     }
     ctf_col: dict[str, list] = {"rlnTomoImportCtfPlotterFile": [], "rlnTomoImportCtfFindFile": []}
     dose_col: dict[str, list] = {"rlnTomoImportOrderList": [], "tfMdocFile": []}
-    for tomo, row, al, tdir, xf_k, tlt_k, xt_k, change in plans:
-        stem = _stem(al)
-        xf_all = al.xf.copy()
-        xf_all[al.kept] = xf_k
-        if al.tlt.shape[0] == al.nz:
-            tlt_all = al.tlt.copy()
-            tlt_all[al.kept] = tlt_k
-        else:
-            tlt_all = tlt_k
-        need_xtilt = bool(np.max(np.abs(xt_k)) > 1e-7) or al.x_tilt_kept is not None
-        tdir.mkdir(parents=True, exist_ok=True)
-        xf_path, tlt_path = tdir / f"{stem}.xf", tdir / f"{stem}.tlt"
-        write_text_atomic(xf_path, xf_text(xf_all))
-        write_text_atomic(tlt_path, angles_text(tlt_all))
-        tilt_set = {"TILTFILE": tlt_path.name}
-        xtilt_path = None
-        if need_xtilt:
-            xt_all = np.zeros(al.nz) if al.tlt.shape[0] == al.nz else np.zeros(al.kept.size)
-            if al.tlt.shape[0] == al.nz:
-                xt_all[al.kept] = xt_k
-            else:
-                xt_all = xt_k
-            xtilt_path = tdir / f"{stem}.xtilt"
-            write_text_atomic(xtilt_path, angles_text(xt_all))
-            tilt_set.update({"XTILTFILE": xtilt_path.name, "XAXISTILT": "0.0"})
-        elif al.tiltcom.x_axis_tilt != 0.0:
-            # the set's matrices have no X-axis tilt (RELION 4 import): IMOD must not add one
-            tilt_set["XAXISTILT"] = "0.0"
-            log.warning(
-                "%s: tilt.com XAXISTILT %g set to 0 in the copy, as the tomogram set has no X-axis "
-                "tilt (imported without --xtilt)", tomo.name, al.tiltcom.x_axis_tilt,
-            )
-        newst_text = Path(al.newst_path).read_text(encoding="utf-8-sig")
-        newst_set = {"TransformFile": xf_path.name}
-        if (hit := al.newst.keywords.last_ci("InputFile")) is not None and hit[0].split():
-            newst_set["InputFile"] = _rel(row.imod_dir / hit[0].split()[0], tdir)
-        write_text_atomic(tdir / al.newst_path.name, edit_comfile(newst_text, newst_set))
-        tilt_text = Path(al.tilt_path).read_text(encoding="utf-8-sig")
-        write_text_atomic(tdir / al.tilt_path.name, edit_comfile(tilt_text, tilt_set))
-        mx = float(np.max(change)) if change.size else 0.0
-        if mx > WARN_CHANGE_PX:
-            log.warning("%s: the IMOD files reproduce the matrices to %.3g px", tomo.name, mx)
-        results.append(ImodExport(tomo.name, tdir, xf_path, tlt_path, xtilt_path, mx))
-        sheet_cols["rlnTomoName"].append(tomo.name)
-        sheet_cols["rlnTomoImportImodDir"].append(os.fspath(tdir))
-        sheet_cols["rlnTomoTiltSeriesName"].append(row.tilt_series)
-        sheet_cols["rlnTomoImportFractionalDose"].append(float(row.fractional_dose))
-        sheet_cols["rlnOpticsGroupName"].append(row.optics_group)
-        for k, axis in enumerate("XYZ"):
-            sheet_cols[f"rlnTomoImportOffset{axis}"].append(float(row.offset[k]))
-        ctf_col["rlnTomoImportCtfPlotterFile"].append(
-            os.fspath(row.ctfplotter) if row.ctfplotter else None
+    from tiltflow.io.staging import OutputTransaction
+
+    with OutputTransaction(out) as txn:
+        for plan in plans:
+            results.append(_write_one(plan, txn, sheet_cols, ctf_col, dose_col))
+        cols: dict[str, list] = dict(sheet_cols)
+        for group in (ctf_col, dose_col):
+            for label, values in group.items():
+                if any(v is not None for v in values):
+                    if not all(v is not None for v in values):
+                        raise InputError(sheet, f"some tomograms have {label} and some not")
+                    cols[label] = values
+        write_star(
+            txn.stage(out / "import.star", last=True), {"global": cols},
+            header=("tiltflow export-imod",),
         )
-        ctf_col["rlnTomoImportCtfFindFile"].append(os.fspath(row.ctffind) if row.ctffind else None)
-        dose_col["rlnTomoImportOrderList"].append(
-            os.fspath(row.order_list) if row.order_list else None
-        )
-        dose_col["tfMdocFile"].append(os.fspath(row.mdoc) if row.mdoc else None)
-    cols: dict[str, list] = dict(sheet_cols)
-    for group in (ctf_col, dose_col):
-        for label, values in group.items():
-            if any(v is not None for v in values):
-                if not all(v is not None for v in values):
-                    raise InputError(sheet, f"some tomograms have {label} and some not")
-                cols[label] = values
-    write_star(out / "import.star", {"global": cols}, header=("tiltflow export-imod",))
     return results
+
+
+def _write_one(
+    plan: tuple, txn: OutputTransaction, sheet_cols: dict[str, list],
+    ctf_col: dict[str, list], dose_col: dict[str, list],
+) -> ImodExport:
+    """Stage one tomogram's IMOD files and add its row to the import sheet columns."""
+    from tiltflow.io.atomic import write_text_atomic
+
+    tomo, row, al, tdir, xf_k, tlt_k, xt_k, change = plan
+    stem = _stem(al)
+    xf_all = al.xf.copy()
+    xf_all[al.kept] = xf_k
+    if al.tlt.shape[0] == al.nz:
+        tlt_all = al.tlt.copy()
+        tlt_all[al.kept] = tlt_k
+    else:
+        tlt_all = tlt_k
+    need_xtilt = bool(np.max(np.abs(xt_k)) > 1e-7) or al.x_tilt_kept is not None
+    xf_path, tlt_path = tdir / f"{stem}.xf", tdir / f"{stem}.tlt"
+    write_text_atomic(txn.stage(xf_path), xf_text(xf_all))
+    write_text_atomic(txn.stage(tlt_path), angles_text(tlt_all))
+    tilt_set = {"TILTFILE": tlt_path.name}
+    xtilt_path = None
+    if need_xtilt:
+        xt_all = np.zeros(al.nz) if al.tlt.shape[0] == al.nz else np.zeros(al.kept.size)
+        if al.tlt.shape[0] == al.nz:
+            xt_all[al.kept] = xt_k
+        else:
+            xt_all = xt_k
+        xtilt_path = tdir / f"{stem}.xtilt"
+        write_text_atomic(txn.stage(xtilt_path), angles_text(xt_all))
+        tilt_set.update({"XTILTFILE": xtilt_path.name, "XAXISTILT": "0.0"})
+    elif al.tiltcom.x_axis_tilt != 0.0:
+        # the set's matrices have no X-axis tilt (RELION 4 import): IMOD must not add one
+        tilt_set["XAXISTILT"] = "0.0"
+        log.warning(
+            "%s: tilt.com XAXISTILT %g set to 0 in the copy, as the tomogram set has no X-axis "
+            "tilt (imported without --xtilt)", tomo.name, al.tiltcom.x_axis_tilt,
+        )
+    newst_text = Path(al.newst_path).read_text(encoding="utf-8-sig")
+    newst_set = {"TransformFile": xf_path.name}
+    if (hit := al.newst.keywords.last_ci("InputFile")) is not None and hit[0].split():
+        newst_set["InputFile"] = _rel(row.imod_dir / hit[0].split()[0], tdir)
+    write_text_atomic(txn.stage(tdir / al.newst_path.name), edit_comfile(newst_text, newst_set))
+    tilt_text = Path(al.tilt_path).read_text(encoding="utf-8-sig")
+    write_text_atomic(txn.stage(tdir / al.tilt_path.name), edit_comfile(tilt_text, tilt_set))
+    mx = float(np.max(change)) if change.size else 0.0
+    if mx > WARN_CHANGE_PX:
+        log.warning("%s: the IMOD files reproduce the matrices to %.3g px", tomo.name, mx)
+    sheet_cols["rlnTomoName"].append(tomo.name)
+    sheet_cols["rlnTomoImportImodDir"].append(os.fspath(tdir))
+    sheet_cols["rlnTomoTiltSeriesName"].append(row.tilt_series)
+    sheet_cols["rlnTomoImportFractionalDose"].append(float(row.fractional_dose))
+    sheet_cols["rlnOpticsGroupName"].append(row.optics_group)
+    for k, axis in enumerate("XYZ"):
+        sheet_cols[f"rlnTomoImportOffset{axis}"].append(float(row.offset[k]))
+    ctf_col["rlnTomoImportCtfPlotterFile"].append(
+        os.fspath(row.ctfplotter) if row.ctfplotter else None
+    )
+    ctf_col["rlnTomoImportCtfFindFile"].append(os.fspath(row.ctffind) if row.ctffind else None)
+    dose_col["rlnTomoImportOrderList"].append(
+        os.fspath(row.order_list) if row.order_list else None
+    )
+    dose_col["tfMdocFile"].append(os.fspath(row.mdoc) if row.mdoc else None)
+    return ImodExport(tomo.name, tdir, xf_path, tlt_path, xtilt_path, mx)

@@ -426,22 +426,31 @@ def export_relion5(
         for lab in g:
             g[lab].append(row[lab])
 
-    # every input read and every value computed: now write
+    # every input read and every value computed: now write, all files or none
+    from tiltflow.io.staging import OutputTransaction
+
     fid_paths: dict[str, Path] = {}
-    for name, xyz in fid_xyz.items():
-        fp = out / "fiducials" / f"fiducials_{name}.star"
-        fp.parent.mkdir(parents=True, exist_ok=True)
-        write_fiducials(fp, xyz, tomo_set[name].pixel_size)
-        fid_paths[name] = fp
     ts_paths: dict[str, Path] = {}
-    for name, cols in ts_blocks.items():
-        tp = out / "tilt_series" / f"{name}.star"
-        tp.parent.mkdir(parents=True, exist_ok=True)
-        write_star(tp, {name: cols}, header=(STAR_VERSION_LINE,))
-        ts_paths[name] = tp
     conv = out / CONVERSION_FILE
+    with OutputTransaction(out) as txn:
+        for name, xyz in fid_xyz.items():
+            fp = out / "fiducials" / f"fiducials_{name}.star"
+            write_fiducials(txn.stage(fp), xyz, tomo_set[name].pixel_size)
+            fid_paths[name] = fp
+        for name, cols in ts_blocks.items():
+            tp = out / "tilt_series" / f"{name}.star"
+            write_star(txn.stage(tp), {name: cols}, header=(STAR_VERSION_LINE,))
+            ts_paths[name] = tp
+        _write_conversion(txn.stage(conv), tilts)
+        write_star(txn.stage(star_out, last=True), {"global": g}, header=(STAR_VERSION_LINE,))
+    return Relion5Export(star_out, ts_paths, fid_paths, tilts, conv)
+
+
+def _write_conversion(path: Path, tilts: dict[str, Relion5Tilts]) -> None:
+    from tiltflow.io.star import write_star
+
     write_star(
-        conv,
+        path,
         {
             "tf_relion5_conversion": {
                 "tfTomoName": list(tilts),
@@ -454,5 +463,3 @@ def export_relion5(
             "tomogram corner caused by representing the matrices as angles",
         ),
     )
-    write_star(star_out, {"global": g}, header=(STAR_VERSION_LINE,))
-    return Relion5Export(star_out, ts_paths, fid_paths, tilts, conv)
