@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
 from tiltflow.fiducials.detect import Detections, fit_beads
+from tiltflow.fiducials.shape import RADIUS_RANGE, appearance
 from tiltflow.fiducials.triangulate import (
     apply_affine_to_cam,
     cameras,
@@ -55,6 +56,8 @@ class AssociationParams:
     fill_significance: float = 3.0
     #: secondary seeding passes for detections no bead explains
     extra_passes: int = 3
+    #: a bead whose median anisotropy over its views exceeds this is not a bead (edge, line)
+    max_anisotropy: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class Beads:
     in_image: NDArray[np.bool_]  # (m, n) bead centre projects inside the image
     score: F64  # (m,) bead score
     cams: F64  # (n, 2, 4) cameras the positions were triangulated with
+    #: (m,) median fitted radius (px) and anisotropy over the bead's observations
+    radius_px: F64 = field(default_factory=lambda: np.zeros(0))
+    anisotropy: F64 = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_beads(self) -> int:
@@ -416,6 +422,16 @@ def associate(
         np.isfinite(xyz).all(axis=1) & (n_obs >= params.min_views) & (frac >= params.min_fraction)
     )
     xyz, obs, sig, in_img, frac = xyz[keep], obs[keep], sig[keep], in_img[keep], frac[keep]
+    # appearance test: a bead looks like a bead (round, dark, of the declared size) in its views
+    radius, aniso = bead_appearance(stack, obs, radius_px)
+    looks = (
+        np.isfinite(radius)
+        & (radius >= RADIUS_RANGE[0] * radius_px)
+        & (radius <= RADIUS_RANGE[1] * radius_px)
+        & (aniso <= params.max_anisotropy)
+    )
+    xyz, obs, sig, in_img, frac = xyz[looks], obs[looks], sig[looks], in_img[looks], frac[looks]
+    radius, aniso = radius[looks], aniso[looks]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_sig = np.nanmean(sig, axis=1) if sig.shape[0] else np.zeros(0)
@@ -428,7 +444,34 @@ def associate(
         in_image=in_img[order],
         score=score[order],
         cams=cams,
+        radius_px=radius[order],
+        anisotropy=aniso[order],
     )
+
+
+def bead_appearance(
+    stack: NDArray[np.floating], obs: F64, radius_px: float
+) -> tuple[F64, F64]:
+    """Median fitted radius (px) and median anisotropy of each bead over its observations."""
+    m = obs.shape[0]
+    if m == 0:
+        return np.zeros(0), np.zeros(0)
+    b, v = np.nonzero(np.isfinite(obs[..., 0]))
+    app = appearance(stack, v, obs[b, v, 0], obs[b, v, 1], radius_px)
+    radius = np.full(m, np.nan)
+    aniso = np.full(m, np.inf)
+    order = np.argsort(b, kind="stable")
+    bs = b[order]
+    starts = np.searchsorted(bs, np.arange(m))
+    ends = np.searchsorted(bs, np.arange(m), side="right")
+    rad_s, an_s = app.radius[order], app.anisotropy[order]
+    for i in range(m):  # one median per bead (m is small)
+        if ends[i] > starts[i]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                radius[i] = np.nanmedian(rad_s[starts[i] : ends[i]])
+                aniso[i] = np.nanmedian(an_s[starts[i] : ends[i]])
+    return radius, aniso
 
 
 def _duplicates(xyz: F64, n_obs: NDArray[np.integer], dist: float) -> NDArray[np.bool_]:

@@ -34,6 +34,8 @@ from tiltflow.backend import fft_workers, get_fft, get_ndimage, to_numpy
 
 F64 = NDArray[np.float64]
 
+#: 2D detections more anisotropic than this are not beads (edges, lines; beads: < 0.15)
+DETECTION_MAX_ANISOTROPY = 0.3
 #: Gaussian blur (px) assumed on top of the geometric bead profile (pixel area, soft edges)
 PROFILE_BLUR_PX = 0.6
 #: clip level (in global robust sigma) of the squared map used for the local noise estimate
@@ -59,16 +61,23 @@ class Detections:
     peak: F64  # (k,) normalised matched-filter peak height (noise sigma)
     amplitude: F64  # (k,) fitted bead amplitude (negative = dark)
     significance: F64  # (k,) -amplitude / se(amplitude)
+    #: fitted radius (px) and anisotropy of each detection (:mod:`tiltflow.fiducials.shape`)
+    radius: F64 | None = None
+    anisotropy: F64 | None = None
 
     def __len__(self) -> int:
         return int(self.frame.size)
 
     def subset(self, keep: NDArray[np.bool_] | NDArray[np.int64]) -> Detections:
         return Detections(
-            *(
-                getattr(self, f)[keep]
-                for f in ("frame", "x", "y", "peak", "amplitude", "significance")
-            )
+            self.frame[keep],
+            self.x[keep],
+            self.y[keep],
+            self.peak[keep],
+            self.amplitude[keep],
+            self.significance[keep],
+            radius=None if self.radius is None else self.radius[keep],
+            anisotropy=None if self.anisotropy is None else self.anisotropy[keep],
         )
 
 
@@ -521,12 +530,17 @@ def detect(
     xp: ModuleType = np,
     threads: int = 1,
     min_significance: float = 3.0,
+    shape_filter: bool = True,
 ) -> Detections:
     """2D detections in every frame, refined to sub-pixel precision on the unbinned image.
 
     Peaks whose fit does not converge, moves by more than a radius, is bright, or has an
     amplitude significance below ``min_significance`` are dropped; refined detections closer
-    than one radius in the same frame are merged (the higher peak wins).
+    than one radius in the same frame are merged (the higher peak wins). With ``shape_filter``
+    detections that do not look like a bead (:func:`tiltflow.fiducials.shape.is_bead_like`:
+    anisotropy above :data:`DETECTION_MAX_ANISOTROPY` — edges, lines — or a fitted radius
+    outside 0.5–1.5 × ``radius_px``) are dropped too; each kept detection carries its fitted
+    radius and anisotropy.
     """
     b = default_binning(radius_px) if binning is None else int(binning)
     det = detect_peaks(stack, radius_px, threshold, b, xp=xp, threads=threads)
@@ -537,7 +551,17 @@ def detect(
     out = Detections(det.frame, fit.x, fit.y, det.peak, fit.amplitude, fit.significance).subset(
         keep
     )
-    return _dedupe(out, radius_px)
+    out = _dedupe(out, radius_px)
+    if not shape_filter or len(out) == 0:
+        return out
+    from tiltflow.fiducials.shape import appearance, is_bead_like
+
+    app = appearance(stack, out.frame, out.x, out.y, radius_px)
+    out = Detections(
+        out.frame, out.x, out.y, out.peak, out.amplitude, out.significance,
+        radius=app.radius, anisotropy=app.anisotropy,
+    )
+    return out.subset(is_bead_like(app, radius_px, DETECTION_MAX_ANISOTROPY))
 
 
 def _dedupe(det: Detections, radius_px: float) -> Detections:

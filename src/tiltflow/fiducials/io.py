@@ -9,7 +9,9 @@ readable when empty (labels, no rows).
 ``tracks_<name>.star`` (block ``tracks``): ``_tfBeadIndex`` (row of the fiducials file),
 ``_tfTiltIndex`` (row of the tomogram table = stack frame), ``_tfObsX _tfObsY`` (observed,
 raw-image px), ``_tfFitX _tfFitY`` (projection of the 3D bead with the tomogram's matrices),
-``_tfResidual`` (px), ``_tfScore`` (significance of the observation, noise sigma).
+``_tfResidual`` (px), ``_tfScore`` (significance of the observation, noise sigma); block
+``beads``: ``_tfBeadIndex``, ``_tfRadiusAngst`` (fitted radius, median over the views),
+``_tfAnisotropy`` (0 = round; edges and lines ~0.3-0.6), ``_tfBeadScore``.
 """
 
 from __future__ import annotations
@@ -135,8 +137,38 @@ def tracks_to_frame(tracks: Tracks) -> pd.DataFrame:
     )
 
 
-def write_tracks(path: str | os.PathLike[str], tracks: Tracks | pd.DataFrame) -> None:
-    """Write the tracks side file (a :class:`Tracks` or a DataFrame with :data:`TRACK_LABELS`)."""
+BEADS_BLOCK = "beads"
+BEAD_LABELS: tuple[str, ...] = ("tfBeadIndex", "tfRadiusAngst", "tfAnisotropy", "tfBeadScore")
+
+
+def bead_table(
+    radius_px: F64 | None, anisotropy: F64 | None, score: F64, pixel_size: float
+) -> dict[str, list] | None:
+    """The ``beads`` block of the tracks side file (None when the beads were not measured): per
+    bead (row of the fiducials file) the fitted radius in Å, the anisotropy and the score."""
+    if radius_px is None or anisotropy is None:
+        return None
+    return {
+        "tfBeadIndex": list(range(len(radius_px))),
+        "tfRadiusAngst": [float(r) * float(pixel_size) for r in radius_px],
+        "tfAnisotropy": [float(a) for a in anisotropy],
+        "tfBeadScore": [float(v) for v in score],
+    }
+
+
+def read_beads(path: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The ``beads`` block of a tracks side file (fitted radius, anisotropy), or None."""
+    blocks = read_star(path)
+    return blocks.get(BEADS_BLOCK)
+
+
+def write_tracks(
+    path: str | os.PathLike[str],
+    tracks: Tracks | pd.DataFrame,
+    beads: dict[str, list] | None = None,
+) -> None:
+    """Write the tracks side file (a :class:`Tracks` or a DataFrame with :data:`TRACK_LABELS`),
+    plus a ``beads`` block (:func:`bead_table`) when given."""
     df = tracks_to_frame(tracks) if isinstance(tracks, Tracks) else tracks
     missing = [lab for lab in TRACK_LABELS if lab not in df.columns]
     if missing:
@@ -147,7 +179,10 @@ def write_tracks(path: str | os.PathLike[str], tracks: Tracks | pd.DataFrame) ->
         cols[lab] = (
             [int(x) for x in v] if lab in ("tfBeadIndex", "tfTiltIndex") else [float(x) for x in v]
         )
-    write_star(path, {TRACKS_BLOCK: cols}, header=(STAR_VERSION_LINE,))
+    blocks: dict[str, dict[str, list]] = {TRACKS_BLOCK: cols}
+    if beads is not None:
+        blocks[BEADS_BLOCK] = beads
+    write_star(path, blocks, header=(STAR_VERSION_LINE,))
 
 
 def read_tracks(path: str | os.PathLike[str]) -> pd.DataFrame:

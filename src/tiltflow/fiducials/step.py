@@ -18,6 +18,7 @@ from tiltflow.fiducials.associate import AssociationParams, associate
 from tiltflow.fiducials.detect import default_binning, detect
 from tiltflow.fiducials.io import (
     Tracks,
+    bead_table,
     fiducials_filename,
     tracks_path_for,
     write_fiducials,
@@ -120,6 +121,9 @@ class FiducialResult:
     tracks: Tracks
     message: str
     n_detections: int = 0
+    #: (m,) fitted bead radius (px) and anisotropy, NaN when not measured (IMOD models)
+    radius_px: F64 | None = None
+    anisotropy: F64 | None = None
 
 
 def _tracks(proj: F64, xyz: F64, obs: F64, score_obs: F64) -> Tracks:
@@ -170,7 +174,13 @@ def find_fiducials(
     else:
         msg = f"{tomo.name}: {beads.n_beads} beads, {len(tracks)} observations in {tomo.n_tilts} tilts"
     return FiducialResult(
-        xyz=beads.xyz, score=beads.score, tracks=tracks, message=msg, n_detections=len(det)
+        xyz=beads.xyz,
+        score=beads.score,
+        tracks=tracks,
+        message=msg,
+        n_detections=len(det),
+        radius_px=beads.radius_px,
+        anisotropy=beads.anisotropy,
     )
 
 
@@ -246,7 +256,11 @@ def run_find_fiducials(
                 res = find_fiducials(stack, tomo, params)
             fid_path = out / fiducials_filename(tomo.name)
             write_fiducials(txn.stage(fid_path), res.xyz, tomo.pixel_size)
-            write_tracks(txn.stage(tracks_path_for(fid_path)), res.tracks)
+            write_tracks(
+                txn.stage(tracks_path_for(fid_path)),
+                res.tracks,
+                beads=bead_table(res.radius_px, res.anisotropy, res.score, tomo.pixel_size),
+            )
             if res.xyz.shape[0] == 0:
                 log.warning(res.message)
             else:
