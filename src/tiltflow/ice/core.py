@@ -61,6 +61,8 @@ class IceResult:
     used: NDArray[np.bool_]
     messages: tuple[str, ...]
     bead_planes: BeadPlanes | None = None
+    #: fraction of each tilt's measured field left out (beads, carbon, grid bar, dark regions)
+    masked_fraction: F64 | None = None
 
     @property
     def n_used(self) -> int:
@@ -259,4 +261,5 @@ def estimate_ice(
         used=fit.used,
         messages=tuple(notes),
         bead_planes=planes,
+        masked_fraction=meas.masked_fraction,
     )

@@ -7,7 +7,11 @@ the binned, mean-normalised images and divided out; (2) the field is a window of
 centre (kept inside the image), so every tilt samples the same part of the slab; (3) fiducials are
 masked: discs of ``bead_mask_factor × bead radius`` around the projected bead positions when they
 are known, plus smoothed dark outliers (below median − k·σ, dilated by a bead radius) in any case;
-(4) the mean of the remaining pixels after dropping those further than ``clip_sigma`` robust σ
+(4) regions that are not ice — a carbon film, a grid-bar shadow: the darker of two regions of
+clearly different transmission (:func:`non_ice_mask`, an Otsu split that counts only when the
+distribution is bimodal) — are masked in each tilt, for the flat field (median over the tilts of
+the ice pixels only, so a film edge moving with the tilt is not taken up) and for the mean;
+(5) the mean of the remaining pixels after dropping those further than ``clip_sigma`` robust σ
 from the median. The clipping is symmetric and wide, so Poisson skew leaves the mean unbiased
 (the median of Poisson counts is not: it is an integer and sits ≈ +1/3 count above the mean).
 """
@@ -70,14 +74,87 @@ def flat_field_bin(h: int, w: int, max_side: int = FLAT_FIELD_BINNED_SIDE) -> in
     return max(1, int(np.ceil(max(h, w) / max_side)))
 
 
-def flat_field_from_binned(binned: F64) -> F64:
-    """Flat field of mean 1 from ``(n, hb, wb)`` binned frames: median over tilts, smoothed."""
+#: Otsu separation (between-class / total variance) above which a window is two regions (a
+#: unimodal, Gaussian-like distribution gives 2/π ≈ 0.64, a clean two-level image ≈ 1)
+TWO_REGION_ETA = 0.8
+#: least relative transmission step between the regions (carbon, grid bar vs ice)
+TWO_REGION_STEP = 0.03
+
+
+def otsu(values: F64, bins: int = 256) -> tuple[float, float]:
+    """Otsu's threshold of ``values`` and its separation η = σ²_between / σ²_total."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.size < 16 or float(np.ptp(v)) <= 0:
+        return float("nan"), 0.0
+    hist, edges = np.histogram(v, bins=bins)
+    p = hist / hist.sum()
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(p)
+    m = np.cumsum(p * mids)
+    mt = m[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sb = (mt * w0 - m) ** 2 / (w0 * (1 - w0))
+    sb = np.where(np.isfinite(sb), sb, 0.0)
+    i = int(np.argmax(sb))
+    total = float(np.var(v))
+    return float(edges[i + 1]), float(sb[i] / total) if total > 0 else 0.0
+
+
+def non_ice_mask(sm: F64, usable: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
+    """Pixels of a smoothed, flat-fielded image that are not ice: the darker of two regions of
+    clearly different transmission (carbon film, grid-bar shadow), when the image has two.
+
+    Ice is the brighter region (carbon and metal absorb). One Otsu split of the ``usable``
+    pixels; it counts as two regions when their separation η exceeds :data:`TWO_REGION_ETA` and
+    their mean levels differ by :data:`TWO_REGION_STEP` or more; cellular texture and noise are
+    unimodal and are left alone. Applied twice, so carbon and a grid bar are both found.
+    """
+    usable = np.ones(sm.shape, bool) if usable is None else usable.copy()
+    out = np.zeros(sm.shape, bool)
+    for _ in range(2):
+        vals = sm[usable]
+        if vals.size < 64:
+            break
+        thr, eta = otsu(vals)
+        if not np.isfinite(thr) or eta < TWO_REGION_ETA:
+            break
+        lo, hi = vals[vals <= thr], vals[vals > thr]
+        if lo.size == 0 or hi.size == 0:
+            break
+        if (hi.mean() - lo.mean()) < TWO_REGION_STEP * abs(hi.mean()):
+            break
+        dark = usable & (sm <= thr)
+        out |= dark
+        usable &= ~dark
+    return out
+
+
+def flat_field_from_binned(binned: F64, exclude: NDArray[np.bool_] | None = None) -> F64:
+    """Flat field of mean 1 from ``(n, hb, wb)`` binned frames: median over tilts, smoothed.
+
+    ``exclude`` (n, hb, wb) marks pixels that are not ice (carbon, grid bar) in each frame; they
+    do not enter the median, so the flat field cannot take up specimen structure that moves
+    with the tilt. Pixels excluded in every frame get 1.
+    """
     n = binned.shape[0]
-    means = binned.reshape(n, -1).mean(axis=1)
-    ok = means > 0
+    if exclude is None:
+        exclude = np.zeros(binned.shape, bool)
+    good = ~exclude
+    sums = np.where(good, binned, 0.0).reshape(n, -1).sum(axis=1)
+    cnt = good.reshape(n, -1).sum(axis=1)
+    means = sums / np.maximum(cnt, 1)
+    ok = (means > 0) & (cnt > 0)
     if ok.sum() < 3:
         return np.ones(binned.shape[1:])
-    ff = np.median(binned[ok] / means[ok, None, None], axis=0)
+    norm = np.where(good[ok], binned[ok] / means[ok, None, None], np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ff = np.nanmedian(norm, axis=0)
+    ff = np.where(np.isfinite(ff), ff, 1.0)
     ff = ndimage.gaussian_filter(ff, 1.0, mode="nearest")
     return ff / ff.mean()
 
@@ -194,7 +271,11 @@ def measure_intensities(
         raw_std[f] = float(raw.std(dtype=np.float64))
         neg[f] = float(np.count_nonzero(raw < 0)) / raw.size
         win_b[f] = block_mean(raw, bm)
-    ff = flat_field_from_binned(ff_binned) if ff_binned is not None else None
+    ff = None
+    if ff_binned is not None:
+        sm_ff = ndimage.gaussian_filter(ff_binned, (0, 1.0, 1.0), mode="nearest")
+        excl = np.stack([non_ice_mask(sm_ff[f]) for f in range(n)])
+        ff = flat_field_from_binned(ff_binned, excl)
 
     out_mean = np.empty(n)
     npx = np.empty(n, dtype=np.int64)
@@ -215,6 +296,11 @@ def measure_intensities(
                 sub = (xs[ya:yb, xa:xb] - bx) ** 2 + (ys[ya:yb, xa:xb] - by) ** 2 <= mask_r**2
                 keep[ya:yb, xa:xb] &= ~sub
         sm = ndimage.gaussian_filter(img, smooth_sigma, mode="nearest")
+        # carbon film, grid-bar shadow: the darker of two regions, with a margin of a bead
+        # radius plus the smoothing for the transition
+        other = non_ice_mask(ndimage.gaussian_filter(img, 2 * smooth_sigma, mode="nearest"), keep)
+        if other.any():
+            keep &= ~ndimage.binary_dilation(other, structure=_disc(2 * smooth_sigma + 1))
         vals = sm[keep]
         if vals.size:
             med = float(np.median(vals))

@@ -105,6 +105,13 @@ def ice_side_blocks(res: IceResult) -> dict[str, dict[str, list]]:
         "tfFitIntensity": [_num(v) for v in res.fit_intensity],
         "tfLogResidual": [_num(v) for v in res.residual],
         "tfScaleFactor": [float(v) for v in res.scale],
+        "tfMaskedFraction": [
+            _num(v) for v in (
+                res.masked_fraction
+                if res.masked_fraction is not None
+                else np.full(res.scale.size, np.nan)
+            )
+        ],
         "tfUsedInFit": [bool(v) for v in res.used],
     }
     return {"fit": fit, "tilts": tilts}
