@@ -377,3 +377,19 @@ def test_observations_accept_tracks_labels_and_reject_bad_indices() -> None:
     c = align_tomogram(case.imported, nan_init, case.obs, AlignParams())
     assert np.all(np.isfinite(c.beads))
     assert isinstance(c.observations, pd.DataFrame)
+
+
+def test_auto_grouping_prior_weights_and_no_bias_on_even_counts() -> None:
+    from tiltflow.align.core import neighbour_prior_weights
+
+    w = neighbour_prior_weights(np.array([40.0, 40, 40, 40, 40, 40, 30, 20, 10, 5]))
+    # no prior above 75 % of the median count (40), then sqrt(0.75 · 40 / n - 1)
+    want = [0, 0, 0, 0, 0, 0, 0, np.sqrt(0.5), np.sqrt(2.0), np.sqrt(5.0)]
+    np.testing.assert_allclose(w, want, atol=1e-12)
+    case = synthetic_case(7, n_tilts=41, n_beads=25, noise_px=0.0, n_outliers=0)
+    res = align_tomogram(
+        case.imported, case.beads_init, case.obs,
+        AlignParams(rotation_grouping="auto", magnification_grouping="auto"),
+    )
+    err = reprojection_error(res.tomogram.proj, res.beads, case.true_2d)
+    assert err.max() < 1e-5  # every tilt well observed: fitted freely, exactly

@@ -114,6 +114,24 @@ def as_observations(obs: object, n_tilts: int, n_beads: int) -> Observations:
 # --------------------------------------------------------------------------- parameter layout
 
 
+#: the neighbour prior of grouping "auto" starts below this fraction of the median count
+PRIOR_ONSET = 0.75
+
+
+def neighbour_prior_weights(n_obs: F64) -> F64:
+    """Relative weight of the neighbour prior of each tilt (grouping ``auto``).
+
+    ``sqrt(max(0, PRIOR_ONSET · median / n - 1))``: none for tilts with at least
+    :data:`PRIOR_ONSET` of the median number of observations (their parameters are fitted
+    freely, so independent per-tilt errors are recovered without bias), growing as a tilt's
+    observations get fewer (0.7 at half the median, 1.4 at a quarter), so a tilt with few beads
+    is tied to its neighbours instead of being fitted wildly to them.
+    """
+    n = np.asarray(n_obs, dtype=np.float64)
+    med = float(np.median(n[n > 0])) if np.any(n > 0) else 1.0
+    return np.sqrt(np.maximum(0.0, PRIOR_ONSET * med / np.maximum(n, 1.0) - 1.0))
+
+
 def _group_ids(active: NDArray[np.bool_], order: I64, grouping: str, size: int) -> tuple[I64, int]:
     """Parameter group of every tilt (-1 = inactive) for a grouping mode."""
     gid = np.full(active.size, -1, dtype=np.int64)
@@ -144,6 +162,9 @@ class _Layout:
     n_params: int
     smooth_rot: I64  # parameter columns in angle order for the smoothing penalty (or empty)
     smooth_mag: I64
+    #: tilt of each smoothing column, when the penalty weight follows its observations ("auto")
+    auto_rot: I64 | None = None
+    auto_mag: I64 | None = None
 
     def unpack(self, x: F64, beads0: F64) -> tuple[Updates, F64]:
         xe = np.append(x, 0.0)
@@ -200,23 +221,26 @@ def _layout(
             nxt += k
         return idx
 
-    def grouped(on: bool, grouping: str) -> tuple[I64, I64]:
+    def grouped(on: bool, grouping: str) -> tuple[I64, I64, I64 | None]:
         nonlocal nxt
         idx = np.full(n, -1, dtype=np.int64)
         smooth = np.zeros(0, dtype=np.int64)
+        tilts: I64 | None = None
         if on:
             gid, ng = _group_ids(active_t, order, grouping, prm.group_size)
             idx[gid >= 0] = gid[gid >= 0] + nxt
-            if grouping == "smooth" and ng >= 3:
+            if grouping in ("smooth", "auto") and ng >= 3:
                 smooth = nxt + np.arange(ng)
+                if grouping == "auto":
+                    tilts = order[active_t[order]]
             nxt += ng
-        return idx, smooth
+        return idx, smooth, tilts
 
     idx_dx = per_tilt(prm.refine_shifts)
     idx_dy = per_tilt(prm.refine_shifts)
-    idx_rot, smooth_rot = grouped(prm.refine_rotation, prm.rotation_grouping)
+    idx_rot, smooth_rot, auto_rot = grouped(prm.refine_rotation, prm.rotation_grouping)
     mag_on = prm.refine_magnification and prm.magnification_grouping != "single"
-    idx_mag, smooth_mag = grouped(mag_on, prm.magnification_grouping)
+    idx_mag, smooth_mag, auto_mag = grouped(mag_on, prm.magnification_grouping)
     idx_tilt = per_tilt(refine_tilt)
     idx_third = per_tilt(refine_tilt and prm.refine_third_angle)
     bead_col = np.full(active_b.size, -1, dtype=np.int64)
@@ -224,7 +248,18 @@ def _layout(
     bead_col[active_b] = nxt + 3 * np.arange(nb)
     nxt += 3 * nb
     return _Layout(
-        idx_dx, idx_dy, idx_rot, idx_mag, idx_tilt, idx_third, bead_col, nxt, smooth_rot, smooth_mag
+        idx_dx,
+        idx_dy,
+        idx_rot,
+        idx_mag,
+        idx_tilt,
+        idx_third,
+        bead_col,
+        nxt,
+        smooth_rot,
+        smooth_mag,
+        auto_rot,
+        auto_mag,
     )
 
 
@@ -267,7 +302,7 @@ class _Problem:
             )
         if (
             np.any(lay.idx_third >= 0)
-            and prm.rotation_grouping in ("per-tilt", "smooth")
+            and prm.rotation_grouping in ("auto", "per-tilt", "smooth")
             and np.any(lay.idx_rot >= 0)
             and fr.u is not None
         ):
@@ -283,6 +318,29 @@ class _Problem:
                 )
         self.smooth_w_rot = prm.smoothing_weight * 180.0 / np.pi  # px per rad of 2nd difference
         self.smooth_w_mag = prm.smoothing_weight * 100.0  # px per unit (=100 %) of 2nd difference
+        # "auto": the penalty on each tilt grows as its observations get fewer (none at or above
+        # the median count; like "smooth" at half of it)
+        n_obs = np.bincount(tilt, minlength=fr.n).astype(np.float64)
+        self.smooth_rows: list[tuple[I64, I64, I64, F64, I64, I64, F64]] = []
+        for cols_s, w, tilts in (
+            (lay.smooth_rot, self.smooth_w_rot, lay.auto_rot),
+            (lay.smooth_mag, self.smooth_w_mag, lay.auto_mag),
+        ):
+            if cols_s.size < 3:
+                continue
+            a, c0, c1 = cols_s[:-2], cols_s[1:-1], cols_s[2:]
+            if tilts is None:
+                wts = np.full(a.size, w)
+                ends_a = ends_b = np.zeros(0, np.int64)
+                wend = np.zeros(0)
+            else:
+                wt = w * neighbour_prior_weights(n_obs[tilts])
+                wts = wt[1:-1]
+                # the first and last tilts (often the sparse high tilts): tied to their neighbour
+                ends_a = np.array([cols_s[0], cols_s[-1]])
+                ends_b = np.array([cols_s[1], cols_s[-2]])
+                wend = np.array([wt[0], wt[-1]])
+            self.smooth_rows.append((a, c0, c1, wts, ends_a, ends_b, wend))
         self._cache_x: F64 | None = None
         self._cache: tuple[F64, sp.csr_matrix] | None = None
 
@@ -349,16 +407,21 @@ class _Problem:
 
         extra_res: list[float] = []
         row = 2 * self.k
-        for cols_s, w in ((lay.smooth_rot, self.smooth_w_rot), (lay.smooth_mag, self.smooth_w_mag)):
-            if cols_s.size >= 3:
-                a, c0, c1 = cols_s[:-2], cols_s[1:-1], cols_s[2:]
-                vals = w * (x[a] - 2 * x[c0] + x[c1])
-                rr = row + np.arange(a.size)
-                rows_list.extend([rr, rr, rr])
-                cols_list.extend([a, c0, c1])
-                vals_list.extend([np.full(a.size, w), np.full(a.size, -2 * w), np.full(a.size, w)])
-                extra_res.extend(vals.tolist())
-                row += a.size
+        for a, c0, c1, w, ea, eb, we in self.smooth_rows:
+            vals = w * (x[a] - 2 * x[c0] + x[c1])
+            rr = row + np.arange(a.size)
+            rows_list.extend([rr, rr, rr])
+            cols_list.extend([a, c0, c1])
+            vals_list.extend([w, -2 * w, w])
+            extra_res.extend(vals.tolist())
+            row += a.size
+            if ea.size:
+                rr = row + np.arange(ea.size)
+                rows_list.extend([rr, rr])
+                cols_list.extend([ea, eb])
+                vals_list.extend([we, -we])
+                extra_res.extend((we * (x[ea] - x[eb])).tolist())
+                row += ea.size
         for cols_g, coef in self.gauge_rows:
             extra_res.append(float(coef @ x[cols_g]))
             rows_list.append(np.full(cols_g.size, row))
