@@ -254,8 +254,8 @@ def test_sigkill_mid_step_then_rerun_cleans_up(project):
         sys.path.insert(0, {SRC!r})
         import tiltflow.fiducials.step as step
         real = step.write_tracks
-        def killing(path, tracks):
-            real(path, tracks)
+        def killing(path, tracks, **kw):
+            real(path, tracks, **kw)
             os.kill(os.getpid(), signal.SIGKILL)
         step.write_tracks = killing
         step.run_find_fiducials("imp/tomograms.star", {str(out)!r}, names=["TS_01"])
