@@ -138,3 +138,32 @@ def test_relion_type_suffix_is_dropped(tmp_path):
     write_stack(p, np.zeros((2, 3, 4), np.float32), 1.5)
     assert read_header(f"{p}:mrc").nz == 2
     assert read_stack(f"{p}:mrc").shape == (2, 3, 4)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_release_pages_drops_resident_memory_of_a_read_stack(tmp_path):
+    """Reading a memory-mapped stack a tilt at a time must not keep it all resident (#10)."""
+    import mmap
+
+    from tiltflow.io.mrc import read_stack, release_pages, write_stack
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        pytest.skip("no madvise")
+    p = tmp_path / "big.mrc"
+    write_stack(p, np.ones((16, 1024, 1024), np.float32), 1.0)  # 64 MiB
+    st = read_stack(p)
+    view = np.asarray(st)  # a plain ndarray view of the map, as steps make
+    before = _rss_mb()
+    total = sum(float(np.array(view[f]).sum()) for f in range(16))
+    assert total == 16 * 1024 * 1024
+    touched = _rss_mb()
+    release_pages(view)
+    after = _rss_mb()
+    assert touched - before > 40  # the pages read are resident ...
+    assert touched - after > 40  # ... until released
+    np.testing.assert_array_equal(view[3, :2, :2], 1.0)  # and still readable

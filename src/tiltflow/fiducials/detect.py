@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from scipy.special import spherical_jn
 
 from tiltflow.backend import fft_workers, get_fft, get_ndimage, to_numpy
+from tiltflow.io.mrc import release_pages
 
 F64 = NDArray[np.float64]
 
@@ -163,7 +164,7 @@ def detect_peaks(
     binning: int,
     xp: ModuleType = np,
     threads: int = 1,
-    chunk: int = 8,
+    chunk: int | None = None,
 ) -> Detections:
     """Coarse 2D detections (binned-grid peaks mapped to raw pixels) in every frame of ``stack``.
 
@@ -172,6 +173,8 @@ def detect_peaks(
     coordinates of the binned peak pixels (refine with :func:`fit_beads`).
     """
     n, h, w = stack.shape
+    if chunk is None:  # frames per chunk: about CHUNK_BYTES of raw float32 per chunk
+        chunk = max(1, min(8, int(CHUNK_BYTES // max(1, 4 * h * w))))
     b = max(1, int(binning))
     rb = radius_px / b
     hb, wb = h // b, w // b
@@ -191,6 +194,7 @@ def detect_peaks(
     def one_chunk(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         block = xp.asarray(np.ascontiguousarray(stack[start : start + chunk], dtype=np.float32))
         block = _bin_stack(xp, block, b)
+        release_pages(stack, start, start + chunk)  # read: resident memory stays one chunk
         mean = block.mean(axis=(1, 2), keepdims=True)
         block = block / xp.where(xp.abs(mean) > 0, mean, 1) - 1  # relative contrast
         block = xp.pad(
@@ -315,8 +319,11 @@ def _lookup2(
     return out, a2 + f * (table2[i + 1] - a2)
 
 
+#: raw bytes of the frames one detection chunk holds (bounds the memory of :func:`detect_peaks`)
+CHUNK_BYTES = 96 * 2**20
 #: pixels of all windows fitted together (bounds the memory of :func:`fit_beads`)
-FIT_BATCH_PIXELS = 1_500_000
+FIT_BATCH_PIXELS = 400_000
+N_FINE = 3
 
 
 def fit_beads(
@@ -342,7 +349,9 @@ def fit_beads(
     if threads > 1:
         size = min(size, max(16, -(-k // threads)))
     if k <= size:
-        return _fit_batch(stack, frames, x0, y0, radius_px, n_iter, max_move, nbr_x, nbr_y)
+        fit = _fit_batch(stack, frames, x0, y0, radius_px, n_iter, max_move, nbr_x, nbr_y)
+        release_pages(stack)
+        return fit
     x0 = np.asarray(x0, dtype=np.float64)
     y0 = np.asarray(y0, dtype=np.float64)
     nx = None if nbr_x is None else np.asarray(nbr_x, dtype=np.float64)
@@ -350,10 +359,12 @@ def fit_beads(
     parts = [slice(i, min(i + size, k)) for i in range(0, k, size)]
 
     def run(sl: slice) -> BeadFit:
-        return _fit_batch(
+        fit = _fit_batch(
             stack, frames[sl], x0[sl], y0[sl], radius_px, n_iter, max_move,
             None if nx is None else nx[sl], None if ny is None else ny[sl],
         )
+        release_pages(stack)
+        return fit
 
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -385,7 +396,7 @@ def _fit_batch(
     ``a + g·(dx, dy) + b·S(|x - c|)`` (+ ``b2·S(|x - c_nbr|)`` for a known overlapping neighbour),
     linear in ``(a, g, b)`` and Gauss-Newton in ``c``. Vectorised over the positions; the normal
     equations are built from per-window sums (no design matrices), the windows are re-centred
-    once. ``max_move`` (default one bead radius) bounds how far a centre may move from its start
+    once: a first round on every ``r // 6``-th pixel (large beads), a second on every pixel. ``max_move`` (default one bead radius) bounds how far a centre may move from its start
     before the fit is marked not ok. ``nbr_x, nbr_y`` (NaN = none): see above.
     """
     frames = np.asarray(frames, dtype=np.int64)
@@ -399,10 +410,16 @@ def _fit_batch(
     r_mask = 1.5 * radius_px + 2.0
     hw = int(math.ceil(r_mask)) + 1
     stab, dtab, inv_step = _profile_table(float(radius_px), float(r_mask + 1.5 * hw))
-    oy, ox = np.mgrid[-hw : hw + 1, -hw : hw + 1]
-    disc = ox**2 + oy**2 <= r_mask**2
-    ox, oy = ox[disc].astype(np.float64), oy[disc].astype(np.float64)  # (P,)
-    dxw, dyw = ox / hw, oy / hw
+
+    def offsets(stride: int) -> tuple[F64, F64]:
+        """Window pixels (a disc), every ``stride``-th pixel in x and y."""
+        oy_, ox_ = np.mgrid[-hw : hw + 1 : stride, -hw : hw + 1 : stride]
+        disc_ = ox_**2 + oy_**2 <= r_mask**2
+        return ox_[disc_].astype(np.float64), oy_[disc_].astype(np.float64)
+
+    # the first round (coarse, from a binned-grid start) samples every stride-th pixel of large
+    # windows; the second, which gives the result, uses every pixel
+    stride0 = max(1, int(radius_px // 6))
     max_move = radius_px if max_move is None else max_move
     cx, cy = x0.copy(), y0.copy()
     has_nbr = nbr_x is not None and nbr_y is not None and bool(np.isfinite(np.asarray(nbr_x)).any())
@@ -419,6 +436,8 @@ def _fit_batch(
     sig: F64 = np.zeros(k)
     rms: F64 = np.full(k, np.nan)
     for rnd in range(2):
+        ox, oy = offsets(stride0 if rnd == 0 else 1)  # (P,)
+        dxw, dyw = ox / hw, oy / hw
         ix0 = np.rint(cx)
         iy0 = np.rint(cy)
         X = ix0[:, None] + ox[None, :]  # (k, P)
@@ -453,7 +472,7 @@ def _fit_batch(
             base[:, 2, 4] = base[:, 4, 2] = sn @ dyw
             base[:, 4, 4] = dot(sn, sn) + (~nb_ok) * 1.0  # no neighbour: keep AtA regular
             svn = dot(v, sn)
-        for _ in range(n_iter if rnd == 0 else 3):
+        for _ in range(n_iter if rnd == 0 else N_FINE):
             ddx = X - cx[:, None]
             ddy = Y - cy[:, None]
             r = np.sqrt(ddx**2 + ddy**2)
@@ -489,7 +508,20 @@ def _fit_batch(
             jy = jfac * ddy
             jxx, jxy, jyy = dot(jx, jx), dot(jx, jy), dot(jy, jy)
             gx, gy = dot(jx, resid), dot(jy, resid)
-            damp = 1e-6 + 1e-3 * (jxx + jyy)
+            # variable projection (Golub-Pereyra/Kaufman): the linear parameters are optimal for
+            # the current centre, so the Gauss-Newton step of the centre uses the Schur
+            # complement of the linear block (quadratic convergence, unlike alternating updates)
+            jta = np.empty((k, 2, nc))
+            for row_i, jj in enumerate((jx, jy)):
+                jta[:, row_i, 0] = jj.sum(axis=1)
+                jta[:, row_i, 1] = jj @ dxw
+                jta[:, row_i, 2] = jj @ dyw
+                jta[:, row_i, 3] = dot(jj, s)
+                if has_nbr:
+                    jta[:, row_i, 4] = dot(jj, sn)
+            corr = jta @ np.linalg.solve(ata, np.transpose(jta, (0, 2, 1)))  # (k, 2, 2)
+            jxx, jxy, jyy = jxx - corr[:, 0, 0], jxy - corr[:, 0, 1], jyy - corr[:, 1, 1]
+            damp = 1e-6 + 1e-3 * np.abs(jxx + jyy)
             jxx, jyy = jxx + damp, jyy + damp
             det = jxx * jyy - jxy**2
             stx = (jyy * gx - jxy * gy) / det

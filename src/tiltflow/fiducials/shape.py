@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from tiltflow.io.mrc import release_pages
+
 F64 = NDArray[np.float64]
 
 #: sampled disc radius, in bead radii (the outer ring is [RING, OUTER])
@@ -30,6 +32,8 @@ OUTER = 2.0
 RING = 1.6
 #: radius of the moment disc, in bead radii
 MOMENT_DISC = 1.5
+#: samples (windows × pixels) measured together
+BATCH_SAMPLES = 400_000
 #: candidate template radii, in declared radii
 RADIUS_GRID = np.round(np.arange(0.4, 1.61, 0.05), 3)
 
@@ -89,6 +93,7 @@ def appearance(
     ox, oy = ox.ravel().astype(np.float64), oy.ravel().astype(np.float64)
     keep = ox**2 + oy**2 <= (OUTER * radius_px + stride) ** 2
     ox, oy = ox[keep], oy[keep]
+    batch = max(16, min(batch, BATCH_SAMPLES // max(1, ox.size)))  # bounded memory
     nbin = 24
     edges = np.linspace(0.0, OUTER * radius_px, nbin + 1)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -106,6 +111,7 @@ def appearance(
             np.clip(Y, 0, h - 1).astype(np.int64),
             np.clip(X, 0, w - 1).astype(np.int64),
         ].astype(np.float64)
+        release_pages(stack)
         dx, dy = X - x[sl][:, None], Y - y[sl][:, None]
         rho = np.hypot(dx, dy)
         ring = inside & (rho >= RING * radius_px) & (rho <= OUTER * radius_px)

@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from tiltflow.errors import InputError
 from tiltflow.geometry import project, tomogram_centre
+from tiltflow.io.mrc import release_pages
 
 F64 = NDArray[np.float64]
 
@@ -259,7 +260,8 @@ def measure_intensities(
     ff_binned = np.empty((n, h // bff, w // bff)) if use_flat_field else None
     # ---- the one pass over the stack
     for f in range(n):
-        frame = np.asarray(stack[f], dtype=np.float32)
+        frame = np.array(stack[f], dtype=np.float32)
+        release_pages(stack, f, f + 1)  # resident memory stays one frame
         frame_mean[f] = float(frame.mean(dtype=np.float64))
         if ff_binned is not None:
             ff_binned[f] = block_mean(frame, bff)

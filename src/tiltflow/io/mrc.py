@@ -153,3 +153,57 @@ def write_stack(path: PathLike, data: np.ndarray, pixel_size: float | None) -> N
             header.label[0] = TILTFLOW_LABEL
             header.nlabl = 1
             mrc.update_header_stats()
+
+
+def _mapping_of(arr: object) -> object | None:
+    """The :class:`mmap.mmap` behind an array (a memmap or any view of one), or None."""
+    import mmap
+
+    obj: object | None = arr
+    for _ in range(16):
+        if obj is None:
+            return None
+        if isinstance(obj, mmap.mmap):
+            return obj
+        inner = getattr(obj, "_mmap", None)
+        if isinstance(inner, mmap.mmap):
+            return inner
+        obj = getattr(obj, "base", None)
+    return None
+
+
+def release_pages(stack: object, start: int = 0, stop: int | None = None) -> None:
+    """Let the kernel drop the resident pages of frames ``[start, stop)`` of a memory-mapped stack
+    (``madvise(MADV_DONTNEED)``; the data stay in the page cache and are read again on access).
+
+    A step that reads a stack once, a tilt at a time, would otherwise keep every page it touched
+    mapped, so its resident memory would grow to the size of the stack. Works for a memmap and
+    any contiguous view of one; no-op for arrays in memory or where ``madvise`` is missing.
+    """
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED") or not isinstance(stack, np.ndarray):
+        return
+    mm = _mapping_of(stack)
+    if mm is None or not hasattr(mm, "madvise"):
+        return
+    n = stack.shape[0] if stack.ndim else 0
+    stop = n if stop is None else min(stop, n)
+    if n == 0 or stop <= start or not stack.flags.c_contiguous:
+        return
+    try:
+        base_ptr = np.frombuffer(mm, dtype=np.uint8).ctypes.data  # type: ignore[call-overload]
+    except (TypeError, ValueError):  # pragma: no cover
+        return
+    frame_bytes = stack[0].nbytes
+    lo = stack.ctypes.data - base_ptr + start * frame_bytes
+    hi = stack.ctypes.data - base_ptr + stop * frame_bytes
+    page = mmap.PAGESIZE
+    lo -= lo % page
+    hi = min(hi, len(mm))  # type: ignore[arg-type]
+    if hi <= lo or lo < 0:
+        return
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    except (OSError, ValueError):  # pragma: no cover - best effort
+        pass
