@@ -38,7 +38,7 @@ from tiltflow.imod.xf import read_xf
 from tiltflow.io.ctffind import read_ctffind
 from tiltflow.io.guard import refuse_output_file_over_inputs
 from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
-from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack
+from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack_frames
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 from tiltflow.io.staging import OutputTransaction
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
@@ -458,7 +458,7 @@ def import_tilt_series(
         stack = read_stack(stack_path)
         culled_path = stack_file(culled)
         dest = culled_path if txn is None else txn.stage(culled_path)
-        write_stack(dest, stack[kept], options.angpix)
+        write_stack_frames(dest, stack, kept, options.angpix)
         tilt_series = culled
 
     return Tomogram(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,48 @@ def write_stack(path: PathLike, data: np.ndarray, pixel_size: float | None) -> N
             header.label[0] = TILTFLOW_LABEL
             header.nlabl = 1
             mrc.update_header_stats()
+
+
+def write_stack_frames(
+    path: PathLike, source: np.ndarray, frames: Sequence[int] | np.ndarray, pixel_size: float | None
+) -> None:
+    """Write frames ``frames`` of ``source`` (n, h, w) as a float32 MRC stack, atomically, a frame
+    at a time (memory stays one frame, whatever the stack size). Header as :func:`write_stack`:
+    one fixed label, statistics of the written data, image stack, cell from ``pixel_size``."""
+    idx = [int(f) for f in np.asarray(frames).reshape(-1)]
+    if source.ndim != 3 or not idx:
+        raise ValueError(f"write_stack_frames needs an (n, h, w) source and frames, got {source.shape}")
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel_size must be positive or None, got {pixel_size!r}")
+    _n, h, w = source.shape
+    total = 0.0
+    total_sq = 0.0
+    lo, hi = np.inf, -np.inf
+    with atomic_path(path) as tmp:
+        with mrcfile.new_mmap(tmp, shape=(len(idx), h, w), mrc_mode=2, overwrite=True) as mrc:
+            for i, f in enumerate(idx):
+                frame = np.asarray(source[f], dtype=np.float32)
+                mrc.data[i] = frame
+                f64 = frame.astype(np.float64)
+                total += float(f64.sum())
+                total_sq += float((f64 * f64).sum())
+                lo, hi = min(lo, float(frame.min())), max(hi, float(frame.max()))
+                release_pages(source, f, f + 1)
+                if i % 4 == 3:
+                    mrc.flush()
+                    release_pages(mrc.data)
+            mrc.set_image_stack()
+            mrc.voxel_size = 0.0 if pixel_size is None else float(pixel_size)
+            header = mrc.header
+            header.label[:] = b""
+            header.label[0] = TILTFLOW_LABEL
+            header.nlabl = 1
+            count = float(len(idx) * h * w)
+            mean = total / count
+            header.dmin, header.dmax, header.dmean = lo, hi, mean
+            header.rms = float(np.sqrt(max(total_sq / count - mean * mean, 0.0)))
+            mrc.flush()
+            release_pages(mrc.data)
 
 
 def _mapping_of(arr: object) -> object | None:
