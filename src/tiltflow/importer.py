@@ -89,6 +89,25 @@ class ImportOptions:
             )
         if self.hand not in (-1.0, 1.0):
             raise ConfigError(f"import: hand must be +1 or -1, got {self.hand!r}")
+        if not (np.isfinite(self.voltage) and self.voltage > 0):
+            raise ConfigError(f"import: voltage must be a positive number of kV, got {self.voltage!r}")
+        if not (np.isfinite(self.cs) and self.cs >= 0):
+            raise ConfigError(
+                f"import: Cs (spherical aberration) must be a number of mm >= 0, got {self.cs!r}"
+            )
+        if not np.isfinite(self.thickness) or self.thickness == 0:
+            raise ConfigError(
+                f"import: thick must be > 0 (or negative for tilt.com THICKNESS), got {self.thickness!r}"
+            )
+        for key in ("offset_x", "offset_y", "offset_z"):
+            if not np.isfinite(getattr(self, key)):
+                raise ConfigError(f"import: {key} must be a finite number, got {getattr(self, key)!r}")
+        if self.fractional_dose is not None and not (
+            np.isfinite(self.fractional_dose) and self.fractional_dose >= 0
+        ):
+            raise ConfigError(
+                f"import: fd (dose per tilt) must be >= 0, got {self.fractional_dose!r}"
+            )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ImportOptions:
@@ -220,7 +239,12 @@ def _kept_views(exclude: Sequence[int], nz: int, tilt_com: Path) -> np.ndarray:
             tilt_com, f"excluded view(s) {bad} outside 1..{nz} (the stack has {nz} views)"
         )
     excluded = set(exclude)
-    return np.array([v for v in range(nz) if v + 1 not in excluded], dtype=np.int64)
+    kept = np.array([v for v in range(nz) if v + 1 not in excluded], dtype=np.int64)
+    if kept.size == 0:
+        raise InputError(
+            tilt_com, f"every view of the {nz} is excluded (EXCLUDELIST): nothing to import"
+        )
+    return kept
 
 
 def _defocus(
@@ -313,6 +337,15 @@ def read_imod_alignment(row: ImportRow, options: ImportOptions) -> ImodAlignment
     xf_path = _com_file(row.imod_dir, newst, "TransformFile", row.imod_dir / f"{stem}.xf")
     tlt_path = _com_file(row.imod_dir, tiltcom, "TILTFILE", row.imod_dir / f"{stem}.tlt")
     xf = read_xf(xf_path)
+    det = xf[:, 0] * xf[:, 3] - xf[:, 1] * xf[:, 2]
+    singular = np.flatnonzero(~(np.abs(det) > 1e-6))
+    if singular.size:
+        raise InputError(
+            xf_path,
+            f"transform of view {int(singular[0]) + 1} has a zero determinant ({det[singular[0]]:g}):"
+            " not an alignment (expected A11 A12 A21 A22 DX DY with an invertible 2x2 part)",
+            line=int(singular[0]) + 1,
+        )
     if xf.shape[0] != nz:
         raise InputError(
             xf_path, f"{xf.shape[0]} transforms, but the stack {stack_path} has {nz} views"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -89,6 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TiltflowError as exc:
         print(f"tiltflow {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, read-only file system, a file where a folder should be
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"tiltflow {args.verb}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if os.environ.get("TILTFLOW_DEBUG"):
+            raise
+        print(
+            f"tiltflow {args.verb}: internal error: {type(exc).__name__}: {exc} (a bug; please "
+            "report it, with the traceback from TILTFLOW_DEBUG=1)",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

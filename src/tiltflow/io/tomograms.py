@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,26 @@ def _column(df: pd.DataFrame, label: str, path: Path, block: str, kind: type) ->
     return arr
 
 
+def _global_number(
+    row: Any, label: str, path: Path, where: str, kind: type, positive: bool,
+    minimum: float | None,
+) -> Any:
+    """A number of a data_global row, checked: finite, an integer if ``kind`` is int, > 0 or >=
+    ``minimum``; else one InputError naming the file, row, tomogram and label."""
+    raw = row[label]
+    try:
+        val = float(raw)
+    except (TypeError, ValueError):
+        raise InputError(path, f"{where}: _{label} {raw!r} is not a number") from None
+    if not np.isfinite(val) or (kind is int and val != int(val)):
+        what = "an integer" if kind is int else "a finite number"
+        raise InputError(path, f"{where}: _{label} {raw!r} is not {what}")
+    if (positive and val <= 0) or (minimum is not None and val < minimum):
+        need = "> 0" if positive else f">= {minimum:g}"
+        raise InputError(path, f"{where}: _{label} is {raw!r}, expected {need}")
+    return int(val) if kind is int else val
+
+
 def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
     """Read a RELION 4 ``tomograms.star`` into a :class:`TomogramSet`."""
     path = Path(path)
@@ -118,7 +139,7 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
     g = blocks["global"]
     require_columns(g, GLOBAL_LABELS, path, "global")
     tomos = []
-    for _, row in g.iterrows():
+    for row_no, (_, row) in enumerate(g.iterrows(), start=1):
         name = str(row["rlnTomoName"])
         if name not in blocks:
             raise InputError(
@@ -148,19 +169,36 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
         extra = {
             k: (str(v) if k == "rlnTomoFiducialsStarFile" else float(v)) for k, v in extra.items()
         }
+        where = f"data_global row {row_no} ({name})"
+
+        def num(label: str, kind: type = float, positive: bool = False,
+                minimum: float | None = None, _row: Any = row, _where: str = where) -> Any:
+            return _global_number(_row, label, path, _where, kind, positive, minimum)
+
+        frame_count = num("rlnTomoFrameCount", int, positive=True)
+        if frame_count != len(tb):
+            raise InputError(
+                path,
+                f"tomogram {name}: _rlnTomoFrameCount is {frame_count} but data_{name} has "
+                f"{len(tb)} rows",
+            )
         tomos.append(
             Tomogram(
                 name=name,
                 tilt_series=str(row["rlnTomoTiltSeriesName"]),
-                frame_count=int(row["rlnTomoFrameCount"]),
-                size=(int(row["rlnTomoSizeX"]), int(row["rlnTomoSizeY"]), int(row["rlnTomoSizeZ"])),
-                hand=float(row["rlnTomoHand"]),
+                frame_count=frame_count,
+                size=(
+                    num("rlnTomoSizeX", int, positive=True),
+                    num("rlnTomoSizeY", int, positive=True),
+                    num("rlnTomoSizeZ", int, positive=True),
+                ),
+                hand=num("rlnTomoHand"),
                 optics_group=str(row["rlnOpticsGroupName"]),
-                pixel_size=float(row["rlnTomoTiltSeriesPixelSize"]),
-                voltage=float(row["rlnVoltage"]),
-                cs=float(row["rlnSphericalAberration"]),
-                amplitude_contrast=float(row["rlnAmplitudeContrast"]),
-                fractional_dose=float(row["rlnTomoImportFractionalDose"]),
+                pixel_size=num("rlnTomoTiltSeriesPixelSize", positive=True),
+                voltage=num("rlnVoltage", positive=True),
+                cs=num("rlnSphericalAberration", minimum=0.0),
+                amplitude_contrast=num("rlnAmplitudeContrast", minimum=0.0),
+                fractional_dose=num("rlnTomoImportFractionalDose", minimum=0.0),
                 proj=proj,
                 defocus_u=_column(tb, "rlnDefocusU", path, name, float),
                 defocus_v=_column(tb, "rlnDefocusV", path, name, float),
