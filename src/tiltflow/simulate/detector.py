@@ -34,7 +34,8 @@ def hot_pixel_layout(
     h, w = shape
     flat = rng.choice(h * w, size=min(n, h * w), replace=False)
     xy = np.column_stack([flat % w, flat // w]).astype(np.int64)
-    return xy, gain * rng.uniform(0.5, 2.0, xy.shape[0])
+    gains = np.asarray(rng.uniform(0.5, 2.0, xy.shape[0]), dtype=np.float64) * gain
+    return xy, gains
 
 
 def xray_layout(
@@ -61,11 +62,8 @@ def xray_layout(
     return arr, np.asarray(gains, dtype=np.float64)
 
 
-def apply_spikes(
-    image: np.ndarray, xy: NDArray[np.int64], gains: F64, level: float
-) -> None:
-    """In place: set pixels ``xy`` (k, 2) to ``max(value, gain × level)`` + ``gain × level``
-    (a hot or hit pixel reads far above its neighbours)."""
+def apply_spikes(image: np.ndarray, xy: NDArray[np.int64], gains: F64, level: float) -> None:
+    """In place: add ``gain × level`` counts to the pixels ``xy`` (k, 2) (x, y)."""
     if xy.shape[0] == 0:
         return
     x, y = xy[:, 0], xy[:, 1]

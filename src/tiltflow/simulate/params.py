@@ -114,7 +114,8 @@ class SimulationParams:
     ribosome_diameter_nm: float = 25.0
     #: vesicles (hollow spheres of radius 20-60 nm with a ``bilayer_nm`` rim) per µm² of ice
     vesicles_per_um2: float = 0.0
-    #: membranes (flat sheets ``bilayer_nm`` thick, 100-300 nm long, through the ice) per µm²
+    #: membranes (flat sheets ``bilayer_nm`` thick, 100-300 nm long, spanning 40-95 % of the
+    #: ice, leaning up to 40° from edge-on) per µm² of ice
     membranes_per_um2: float = 0.0
     bilayer_nm: float = 4.0
     #: mean inner potential of protein / lipid minus that of ice (V)
@@ -133,10 +134,12 @@ class SimulationParams:
     carbon_side: int = -1
     carbon_mfp_nm: float = 200.0
     carbon_potential_V: float = 10.0
-    #: hot pixels: fixed detector pixels reading ``hot_pixel_gain`` × (0.5-2) × the view's mean
+    #: hot pixels: fixed detector pixels reading ``hot_pixel_gain`` × (0.5-2) × the view's
+    #: empty-ice counts above their neighbours
     n_hot_pixels: int = 0
     hot_pixel_gain: float = 10.0
-    #: X-ray spikes (1-3 px, ``xray_gain`` × (0.5-2) × the view's mean) per view (Poisson mean)
+    #: X-ray spikes (1-3 px, ``xray_gain`` × (0.5-2) × the view's empty-ice counts) per view
+    #: (Poisson mean)
     xrays_per_view: float = 0.0
     xray_gain: float = 50.0
     #: extra beads near the field edge (across the tilt axis), visible in only part of the series
@@ -350,7 +353,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 PRESETS["all"] = {
-    k: v for name in ("phase", "hot", "drift_grid", "clutter", "carbon", "beads_hard")
+    k: v
+    for name in ("phase", "hot", "drift_grid", "clutter", "carbon", "beads_hard")
     for k, v in PRESETS[name].items()
 } | {"tilt_offset_deg": 0.8}
 

@@ -21,7 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiltflow.geometry import tomogram_centre
-from tiltflow.simulate import detector, scene as sc, wave
+from tiltflow.simulate import detector, wave
+from tiltflow.simulate import scene as sc
 from tiltflow.simulate.optics import amplitude_ratio, interaction_constant
 from tiltflow.simulate.params import AMPLITUDE_CONTRAST, CS_MM, VOLTAGE_KV, SimulationParams
 from tiltflow.simulate.render import render_tilt
@@ -182,7 +183,7 @@ def render_realistic(
         or scene.carbon is not None
     )
     use_wave = phase or has_scene or wave_beads.shape[0] > 0
-    kgrid = wave.make_kgrid(canvas, params.pixel_size) if phase else None
+    kgrid = wave.KGrid(canvas, params.pixel_size, VOLTAGE_KV, CS_MM) if phase else None
     tex_filters = wave.texture_filters(scene, canvas) if scene.texture else None
 
     extras: dict[str, Any] = {"clutter": scene.summary() if has_scene else {}}
@@ -224,8 +225,15 @@ def render_realistic(
         p = proj[f]
         if phase:
             rel = wave.render_view(
-                p, canvas, optics, scene, wave_beads, wave_radii,
-                (float(du[f]), float(dv[f]), float(dang[f])), kgrid, tex_filters,
+                p,
+                canvas,
+                optics,
+                scene,
+                wave_beads,
+                wave_radii,
+                (float(du[f]), float(dv[f]), float(dang[f])),
+                kgrid,
+                tex_filters,
             )
             mean = level[f] * pattern * rel
         else:
@@ -234,8 +242,15 @@ def render_realistic(
             mean = render_tilt(level[f], pattern, regular_2d[f], r_px, mu_px, in_plane)
             if use_wave:
                 mean = mean * wave.render_view(
-                    p, canvas, optics, scene, wave_beads, wave_radii,
-                    (float(du[f]), float(dv[f]), float(dang[f])), None, tex_filters,
+                    p,
+                    canvas,
+                    optics,
+                    scene,
+                    wave_beads,
+                    wave_radii,
+                    (float(du[f]), float(dv[f]), float(dang[f])),
+                    None,
+                    tex_filters,
                 )
         if scene.grid_bar is not None and grid_uv is not None:
             length, _ = sc.convex_path(p, scene.grid_bar, grid_uv[0], grid_uv[1])

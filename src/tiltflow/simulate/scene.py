@@ -6,7 +6,7 @@ so it moves with tilt like the 3D object it is:
 * a weak-phase random specimen: points filling the ice slab (random phases);
 * a 1/f texture: Gaussian blobs of 5-40 nm in octaves of equal variance;
 * clutter: ribosome-like blobs (two touching spheres), vesicles (spherical shells), membranes
-  (thin boxes through the ice);
+  (thin boxes spanning 40-95 % of the ice, leaning up to 40° from edge-on);
 * a carbon film (a slab on one ice surface ∩ a half-space: the straight film edge) and a grid
   bar (an opaque box far below the ice) as convex bodies ``lo <= n·x <= hi``.
 
@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 F64 = NDArray[np.float64]
 F32 = NDArray[np.float32]
 
-#: points of the random specimen per world px² of ice (bilinear splat: RMS = amp·√(4ρ/9))
+#: points of the random specimen per world px² of ice (nearest-pixel splat: RMS = amp·√ρ)
 SPECIMEN_POINTS_PER_PX2 = 1.0
 #: octaves of the 1/f texture: blob diameters (nm); blob density 1/(2d)³
 TEXTURE_DIAMETERS_NM: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0)
@@ -62,7 +62,7 @@ class Scene:
     normal: F64
     ice_px: float
     specimen_xyz: F64 = field(default_factory=lambda: np.zeros((0, 3)))
-    specimen_amp: F64 = field(default_factory=lambda: np.zeros(0))
+    specimen_amp: F32 = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     #: per octave: (xyz (n, 3), amplitude (n,) in rad·px², Gaussian sigma in px)
     texture: list[tuple[F64, F64, float]] = field(default_factory=list)
     #: clutter spheres: centres (k, 3), outer and inner radii (px; inner 0 = solid)
@@ -74,6 +74,23 @@ class Scene:
     membranes: list[ConvexBody] = field(default_factory=list)
     carbon: ConvexBody | None = None
     grid_bar: ConvexBody | None = None
+    _specimen_soa: NDArray[np.float32] | None = field(default=None, repr=False)
+    _texture_soa: list[NDArray[np.float32]] = field(default_factory=list, repr=False)
+
+    def specimen_soa(self) -> NDArray[np.float32]:
+        """The specimen points as rows x, y, z (3, n) float32 (cached)."""
+        cached = self._specimen_soa
+        if cached is None or cached.shape[1] != self.specimen_xyz.shape[0]:
+            cached = np.ascontiguousarray(self.specimen_xyz.T, dtype=np.float32)
+            self._specimen_soa = cached
+        return cached
+
+    def texture_soa(self, j: int) -> NDArray[np.float32]:
+        """Octave ``j``'s blob centres as rows x, y, z (3, n) float32 (cached)."""
+        while len(self._texture_soa) <= j:
+            k = len(self._texture_soa)
+            self._texture_soa.append(np.ascontiguousarray(self.texture[k][0].T, dtype=np.float32))
+        return self._texture_soa[j]
 
     def summary(self) -> dict[str, object]:
         """What truth.json records of the scene (counts and the 3D bodies)."""
@@ -95,12 +112,11 @@ def ray_basis(p: F64) -> tuple[F64, F64]:
     """``(Minv, t)`` of one 4x4 P: the world point of image (u, v) at depth d is
     ``Minv @ ((u, v, d) - t)``."""
     m = np.asarray(p[:3, :3], dtype=np.float64)
-    return np.linalg.inv(m), np.asarray(p[:3, 3], dtype=np.float64)
+    minv: F64 = np.asarray(np.linalg.inv(m), dtype=np.float64)
+    return minv, np.asarray(p[:3, 3], dtype=np.float64)
 
 
-def convex_path(
-    p: F64, body: ConvexBody, ux: F64, uy: F64
-) -> tuple[F64, F64]:
+def convex_path(p: F64, body: ConvexBody, ux: F64, uy: F64) -> tuple[F64, F64]:
     """Path length (world px) of the rays through image points (ux, uy) inside ``body``, and
     the depth (row 2 of P) of the middle of that segment (NaN where the ray misses).
 
@@ -216,7 +232,7 @@ def specimen_points(
     axes: tuple[int, int, int],
     rms: float,
     rng: np.random.Generator,
-) -> tuple[F64, F64]:
+) -> tuple[F64, F32]:
     """Random weak-phase specimen: uniform points in the ice, normal random phases (rad)."""
     a_lo, a_hi, b_lo, b_hi = region
     area = (a_hi - a_lo) * (b_hi - b_lo)
@@ -224,7 +240,7 @@ def specimen_points(
     lat = np.column_stack([rng.uniform(a_lo, a_hi, n), rng.uniform(b_lo, b_hi, n)])
     s = rng.uniform(-0.5 * scene.ice_px, 0.5 * scene.ice_px, n)
     xyz = slab_points(scene.centre, scene.normal, axes, lat, s)
-    amp = rng.normal(0.0, rms / np.sqrt(4.0 / 9.0 * SPECIMEN_POINTS_PER_PX2), n)
+    amp = rng.normal(0.0, rms / np.sqrt(SPECIMEN_POINTS_PER_PX2), n).astype(np.float32)
     return xyz, amp
 
 
@@ -314,11 +330,16 @@ def clutter_objects(
     n_mem = int(rng.poisson(membranes_per_um2 * area_um2))
     for _ in range(n_mem):
         c = slab_points(scene.centre, scene.normal, axes, lateral(1), np.zeros(1))[0]
-        m = in_plane_direction(scene.normal, axes, float(rng.uniform(0.0, 180.0)))
-        b = _unit(np.cross(scene.normal, m))
+        m0 = in_plane_direction(scene.normal, axes, float(rng.uniform(0.0, 180.0)))
+        b = _unit(np.cross(scene.normal, m0))
+        # the sheet leans by up to 40° from edge-on (in a 0° view)
+        lean = np.deg2rad(rng.uniform(-40.0, 40.0))
+        m = np.cos(lean) * m0 + np.sin(lean) * scene.normal
+        up = -np.sin(lean) * m0 + np.cos(lean) * scene.normal
         half_len = 0.5 * rng.uniform(*MEMBRANE_LENGTH_NM) * nm
-        halves = np.array([0.5 * bilayer_nm * nm, 0.48 * scene.ice_px, half_len])
-        planes = np.stack([m, scene.normal, b])
+        half_h = 0.5 * rng.uniform(0.4, 0.95) * scene.ice_px
+        halves = np.array([0.5 * bilayer_nm * nm, half_h, half_len])
+        planes = np.stack([m, up, b])
         mid = planes @ c
         scene.membranes.append(ConvexBody(planes, mid - halves, mid + halves))
 
@@ -405,8 +426,9 @@ def place_grid_bar(
         lo, hi = -0.5 * GRID_BAR_WIDTH_NM * px, far
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            frac = shadow_fraction(proj[f_hi], grid_bar_body(
-                scene, axes, pixel_size, depth_nm, mid, direction), shape)
+            frac = shadow_fraction(
+                proj[f_hi], grid_bar_body(scene, axes, pixel_size, depth_nm, mid, direction), shape
+            )
             if frac > cover:
                 lo = mid
             else:

@@ -36,7 +36,12 @@ _FLOAT_ARRAYS: tuple[str, ...] = (
     "hot_pixel_gain",
 )
 #: fields stored as integer arrays, with their row length (0 = 1D)
-_INT_ARRAYS: dict[str, int] = {"chrono_index": 0, "bead_cluster": 0, "hot_pixels": 2, "xray_spikes": 3}
+_INT_ARRAYS: dict[str, int] = {
+    "chrono_index": 0,
+    "bead_cluster": 0,
+    "hot_pixels": 2,
+    "xray_spikes": 3,
+}
 #: fields stored as plain dicts
 _DICTS: tuple[str, ...] = ("import_flags", "drift", "carbon", "grid_bar", "clutter", "realism")
 
@@ -147,8 +152,10 @@ class Truth:
                     v = np.asarray(v, dtype=np.float64).tolist()
             elif isinstance(v, tuple):
                 v = [
-                    x if isinstance(x, str)
-                    else int(x) if isinstance(x, (int, np.integer))
+                    x
+                    if isinstance(x, str)
+                    else int(x)
+                    if isinstance(x, (int, np.integer))
                     else float(x)
                     for x in v
                 ]
@@ -171,7 +178,10 @@ class Truth:
         kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in d:
-                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                if (
+                    f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING
+                ):
                     continue  # a field newer than the file: its default
                 raise KeyError(f.name)
             v = d[f.name]

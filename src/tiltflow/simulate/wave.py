@@ -6,11 +6,12 @@ with an attenuation length Λ; weak objects ``κ = (i - w) σ V`` with ``w = Q/�
 
 * phase contrast off: the intensity factor is ``exp(2 Re Σ κ·path)`` (Beer–Lambert only);
 * phase contrast on: the contributions are sorted into depth bands (depth = row 2 of the TRUE
-  P); band b's wave ``u_b = exp(Σ_b κ·path) - 1`` is Fourier transformed and imaged with the
-  defocus of the band, ``Δf_view + hand · pixel_size · (depth_b - depth(centre))``:
-  ``ψ = 1 + F⁻¹[Σ_b U_b(k) exp(i χ(k; Δf_b))]``, intensity ``|ψ|²`` (multi-slice without
-  the propagation between slices, exact for weak objects). Sums over bands use Horner's scheme
-  in ``exp(i π λ k² Δ)`` so each band costs one complex exp and one FFT.
+  P), band b having the defocus ``Δf_b = Δf_view + hand · pixel_size · (depth_b -
+  depth(centre))`` (RELION's Tomogram::getCtf). Multislice in beam order (the most underfocused
+  band first): ``ψ ← ψ · exp(Σ_b κ·path)``, then free-space propagation to the next band,
+  ``Ψ(k) · exp(i π λ (Δf_b - Δf_next) k²)``; finally the image ``|F⁻¹[Ψ(k) exp(i χ(k; Δf_last))]|²``
+  with the view's astigmatism and Cs. A strong phase (gold, carbon at high tilt) thus shifts
+  the wave seen by the other bands as a whole, as it should. Empty bands cost nothing.
 
 The image is rendered on a canvas padded by the delocalisation of the CTF (and the texture's
 blur) so that the FFT's wrap-around stays outside the image.
@@ -25,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
 
-from tiltflow.simulate.optics import chi, frequency_grid, wavelength_A
+from tiltflow.simulate.optics import frequency_grid, wavelength_A
 from tiltflow.simulate.scene import ConvexBody, Scene, convex_path, slab_depth
 
 F64 = NDArray[np.float64]
@@ -56,6 +57,9 @@ class Optics:
     carbon_px: float  # carbon thickness (px) for the depth range
 
 
+_COORDS: dict[tuple[int, int, int], tuple[F64, F64]] = {}
+
+
 @dataclass(frozen=True)
 class Canvas:
     """The rendered rectangle: the image (h, w) padded by ``pad`` px on every side."""
@@ -76,6 +80,15 @@ class Canvas:
         """Image (raw px) coordinates (ux, uy) of every canvas pixel, (H, W) each."""
         uy, ux = np.mgrid[0 : self.H, 0 : self.W].astype(np.float64)
         return ux - self.pad, uy - self.pad
+
+    def image_coords_cached(self) -> tuple[F64, F64]:
+        """:meth:`image_coords`, computed once per canvas."""
+        key = (self.H, self.W, self.pad)
+        hit = _COORDS.get(key)
+        if hit is None:
+            _COORDS.clear()
+            hit = _COORDS[key] = self.image_coords()
+        return hit
 
     def crop(self, a: np.ndarray) -> np.ndarray:
         p = self.pad
@@ -104,8 +117,8 @@ class Accumulator:
         if idx.size == 0:
             return
         self.idx.append(idx)
-        self.depth.append(np.broadcast_to(np.asarray(depth, dtype=np.float64), idx.shape).ravel())
-        self.val.append(np.asarray(val, dtype=np.complex128).ravel())
+        self.depth.append(np.broadcast_to(np.asarray(depth), idx.shape).ravel())
+        self.val.append(np.asarray(val).ravel())
 
     def bands(self, n_bands: int, d0: float, width: float, size: int) -> np.ndarray:
         """Sum into (n_bands, size) complex64 maps (band = floor((depth - d0) / width))."""
@@ -182,7 +195,11 @@ def box_corners(body: ConvexBody) -> F64:
 
 
 def add_body(
-    acc: Accumulator, p: F64, body: ConvexBody, kappa: complex, canvas: Canvas,
+    acc: Accumulator,
+    p: F64,
+    body: ConvexBody,
+    kappa: complex,
+    canvas: Canvas,
     window: tuple[int, int, int, int] | None = None,
 ) -> None:
     """Add ``κ · path`` of a convex body over the canvas (or a window y0, y1, x0, x1)."""
@@ -222,6 +239,27 @@ def project_depth(p: F64, xyz: F64) -> tuple[F64, F64]:
     return q[:, :2], q[:, 2]
 
 
+def project_soa(p: F64, soa: NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, depth) of many world points stored as rows x, y, z (3, n) float32 (fast: a
+    (n, 3) @ (3, 3) matmul does not use BLAS)."""
+    x, y, z = soa
+    out = []
+    for i in range(3):
+        r = p[i].astype(np.float32)
+        out.append(x * r[0] + y * r[1] + z * r[2] + r[3])
+    return out[0], out[1], out[2]
+
+
+def splat_nearest(
+    u: np.ndarray, v: np.ndarray, canvas: Canvas
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Flat canvas pixel of the nearest pixel centre of each point inside, and the point mask."""
+    iu = np.rint(u).astype(np.int64) + canvas.pad
+    iv = np.rint(v).astype(np.int64) + canvas.pad
+    ok = (iu >= 0) & (iu < canvas.W) & (iv >= 0) & (iv < canvas.H)
+    return iv[ok] * canvas.W + iu[ok], ok
+
+
 # ---------------------------------------------------------------------- one view
 def render_view(
     p: F64,
@@ -231,13 +269,13 @@ def render_view(
     beads_xyz: F64,
     bead_radii_px: F64,
     defocus: tuple[float, float, float],
-    kgrid: tuple[F64, F64] | None,
+    kgrid: KGrid | None,
     texture_filters: list[F64] | None,
 ) -> F64:
     """Relative intensity (h, w) of one view (1 = empty ice): see the module docstring.
 
     ``defocus`` = (U, V, angle) of the view (Å, Å, deg); ``kgrid`` the canvas's
-    :func:`frequency_grid` (phase contrast only); ``texture_filters`` the rfft Gaussian of each
+    :class:`KGrid` (phase contrast only); ``texture_filters`` the rfft Gaussian of each
     texture octave on the canvas.
     """
     acc = Accumulator()
@@ -257,8 +295,9 @@ def render_view(
             else:
                 val = 0.5 * np.log(np.exp(2.0 * kb.real * chord).mean(axis=-1)) + 0j
             keep = ok & (np.abs(val) > 0)
-            acc.add(flat[keep], np.broadcast_to(dep[sel][:, None, None], keep.shape)[keep],
-                    val[keep])
+            acc.add(
+                flat[keep], np.broadcast_to(dep[sel][:, None, None], keep.shape)[keep], val[keep]
+            )
 
     # clutter spheres (ribosomes, vesicles): linear in the path
     if scene.sphere_xyz.shape[0]:
@@ -288,24 +327,24 @@ def render_view(
     if scene.carbon is not None:
         add_body(acc, p, scene.carbon, optics.kappa_carbon, canvas)
 
-    # random weak-phase specimen: bilinear splat of points
+    # random weak-phase specimen: points on their nearest pixel (a white random phase)
     if scene.specimen_xyz.shape[0]:
-        uv, dep = project_depth(p, scene.specimen_xyz)
-        idx, wts, ok = splat_bilinear(uv, scene.specimen_amp, canvas)
-        acc.add(idx, np.tile(dep[ok], 4), optics.weak * wts)
+        u, v, dep = project_soa(p, scene.specimen_soa())
+        idx, ok = splat_nearest(u, v, canvas)
+        acc.add(idx, dep[ok], optics.weak * scene.specimen_amp[ok])
 
     # 1/f texture: splat per octave, Gaussian blur in Fourier space, at the ice mid-plane depth
     if scene.texture and texture_filters is not None:
         spec = np.zeros((canvas.H, canvas.W // 2 + 1), dtype=np.complex128)
-        for (xyz, amp, _sigma), filt in zip(scene.texture, texture_filters):
+        for j, ((xyz, amp, _sigma), filt) in enumerate(zip(scene.texture, texture_filters)):
             if xyz.shape[0] == 0:
                 continue
-            uv, _ = project_depth(p, xyz)
-            idx, wts, _ = splat_bilinear(uv, amp, canvas)
+            u, v, _ = project_soa(p, scene.texture_soa(j))
+            idx, wts, _ = splat_bilinear(np.column_stack([u, v]), amp, canvas)
             m = np.bincount(idx, weights=wts, minlength=size).reshape(canvas.H, canvas.W)
             spec += sfft.rfft2(m, workers=1) * filt
         tex = sfft.irfft2(spec, s=(canvas.H, canvas.W), workers=1)
-        ux, uy = canvas.image_coords()
+        ux, uy = canvas.image_coords_cached()
         mid = slab_depth(p, scene.normal, float(scene.normal @ scene.centre), ux, uy)
         acc.add(np.arange(size), mid.ravel(), optics.weak * tex.ravel())
 
@@ -315,16 +354,13 @@ def render_view(
 
     # --- phase contrast: depth bands
     assert kgrid is not None
-    k2, theta = kgrid
-    lam = wavelength_A(optics.voltage_kv)
+    lam = kgrid.lam
     extra = optics.carbon_px + optics.max_bead_radius_px + 1.0
     cu = np.array([0, canvas.W - 1, 0, canvas.W - 1], dtype=np.float64) - canvas.pad
     cv = np.array([0, 0, canvas.H - 1, canvas.H - 1], dtype=np.float64) - canvas.pad
     c_off = float(scene.normal @ scene.centre)
     half = 0.5 * scene.ice_px + extra
-    dd = np.concatenate(
-        [slab_depth(p, scene.normal, c_off + s, cu, cv) for s in (-half, half)]
-    )
+    dd = np.concatenate([slab_depth(p, scene.normal, c_off + s, cu, cv) for s in (-half, half)])
     d_min, d_max = float(dd.min()), float(dd.max())
     span = max(d_max - d_min, 1e-6)
     if optics.n_bands > 0:
@@ -337,25 +373,41 @@ def render_view(
     logt_b = acc.bands(n_b, d_min, width, size)
 
     u_def, v_def, ang = defocus
-    # defocus of band 0's centre relative to the view's (tomogram-centre) defocus
-    dz0 = optics.hand * optics.pixel_size * (d_min + 0.5 * width - centre_depth)
-    h0 = np.exp(
-        1j * chi(k2, theta, u_def + dz0, v_def + dz0, ang, optics.voltage_kv, optics.cs_mm)
-    ).astype(np.complex64)
-    step = np.exp(1j * np.pi * lam * k2 * (optics.hand * optics.pixel_size * width)).astype(
-        np.complex64
+    # defocus (relative to the view's, i.e. the tomogram centre's) of each band's centre
+    rel_df = (
+        optics.hand * optics.pixel_size * (d_min + (np.arange(n_b) + 0.5) * width - centre_depth)
     )
-    total = np.zeros((canvas.H, canvas.W), dtype=np.complex64)
-    for b in range(n_b - 1, -1, -1):
-        total *= step
+    # multislice in beam order: the most underfocused band is the first the beam meets
+    shape = (canvas.H, canvas.W)
+    psi: np.ndarray | None = None  # None = still the incident plane wave
+    cur = 0.0
+    for b in np.argsort(-rel_df, kind="stable"):
         lb = logt_b[b]
-        if np.any(lb):
-            total += sfft.fft2(np.expm1(lb).reshape(canvas.H, canvas.W), workers=1)
-    total *= h0
-    psi = sfft.ifft2(total, workers=1)
-    psi += 1.0
-    inten = psi.real.astype(np.float64) ** 2 + psi.imag.astype(np.float64) ** 2
-    return canvas.crop(inten)
+        if not np.any(lb):
+            continue
+        t_b = exp_minus_one(lb).reshape(shape)
+        t_b += 1.0
+        if psi is None:
+            psi = t_b
+        else:
+            # propagation to this band: imaging the wave here with defocus Δf_b must equal
+            # imaging it at the previous band with Δf_prev, so multiply by exp(iπλ(Δf_prev-Δf_b)k²)
+            dist = cur - float(rel_df[b])
+            if dist > 0:
+                spec = sfft.fft2(psi, workers=1)
+                spec *= unit_phasor(kgrid.defocus_phase(dist))
+                psi = sfft.ifft2(spec, workers=1)
+            psi *= t_b
+        cur = float(rel_df[b])
+    if psi is None:
+        return np.ones((canvas.h, canvas.w))
+    # image with the defocus of the last band (astigmatism and Cs included)
+    spec = sfft.fft2(psi, workers=1)
+    spec *= unit_phasor(kgrid.chi(u_def + cur, v_def + cur, ang))
+    out = canvas.crop(sfft.ifft2(spec, workers=1))
+    re = out.real.astype(np.float64)
+    im = out.imag.astype(np.float64)
+    return re * re + im * im
 
 
 def texture_filters(scene: Scene, canvas: Canvas) -> list[F64]:
@@ -366,6 +418,48 @@ def texture_filters(scene: Scene, canvas: Canvas) -> list[F64]:
     return [np.exp(-2.0 * np.pi**2 * sigma * sigma * k2) for _, _, sigma in scene.texture]
 
 
-def make_kgrid(canvas: Canvas, pixel_size: float) -> tuple[F64, F64]:
-    """|k|² (Å⁻²) and azimuth of the canvas FFT grid."""
-    return frequency_grid((canvas.H, canvas.W), pixel_size)
+class KGrid:
+    """The canvas's FFT grid in the forms χ needs (float32): |k|², cos 2θ, sin 2θ, |k|⁴."""
+
+    def __init__(self, canvas: Canvas, pixel_size: float, voltage_kv: float, cs_mm: float):
+        k2, theta = frequency_grid((canvas.H, canvas.W), pixel_size)
+        self.k2 = k2.astype(np.float32)
+        self.c2 = np.cos(2.0 * theta).astype(np.float32)
+        self.s2 = np.sin(2.0 * theta).astype(np.float32)
+        lam = wavelength_A(voltage_kv)
+        self.lam = lam
+        self.cs_term = (0.5 * np.pi * cs_mm * 1e7 * lam**3 * k2 * k2).astype(np.float32)
+
+    def chi(self, defocus_u: float, defocus_v: float, angle_deg: float) -> np.ndarray:
+        """χ (float32) as :func:`tiltflow.simulate.optics.chi`."""
+        a = np.deg2rad(angle_deg)
+        dmean = 0.5 * (defocus_u + defocus_v)
+        dast = 0.5 * (defocus_u - defocus_v)
+        df = dmean + dast * (
+            self.c2 * np.float32(np.cos(2 * a)) + self.s2 * np.float32(np.sin(2 * a))
+        )
+        return np.float32(np.pi * self.lam) * df * self.k2 - self.cs_term
+
+    def defocus_phase(self, dz: float) -> np.ndarray:
+        """``π λ dz k²`` (float32): the change of χ for a defocus change dz (Å)."""
+        return np.float32(np.pi * self.lam * dz) * self.k2
+
+
+def exp_minus_one(z: np.ndarray) -> np.ndarray:
+    """``exp(z) - 1`` of a complex64 array, accurate for small z, in float32 arithmetic."""
+    a = z.real
+    b = z.imag
+    c = np.cos(b)
+    half = np.sin(0.5 * b)
+    out = np.empty(z.shape, dtype=np.complex64)
+    out.real = np.expm1(a) * c - 2.0 * half * half
+    out.imag = np.exp(a) * np.sin(b)
+    return out
+
+
+def unit_phasor(phi: np.ndarray) -> np.ndarray:
+    """``exp(i φ)`` as complex64."""
+    out = np.empty(phi.shape, dtype=np.complex64)
+    out.real = np.cos(phi)
+    out.imag = np.sin(phi)
+    return out
