@@ -1,13 +1,15 @@
 """``tiltflow simulate``: write synthetic IMOD projects with known truth + a RELION 4 import STAR.
 
 Parameters come from the :class:`~tiltflow.simulate.SimulationParams` defaults, then a
-``--config`` YAML/JSON dict of them, then the individual flags (flags win).
+``--preset`` (:data:`tiltflow.simulate.params.PRESETS`), then a ``--config`` YAML/JSON dict of
+them, then the individual flags (flags win).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,46 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
         _int_list,
         "1-based views for tilt.com EXCLUDELIST, comma-separated",
     ),
+    # realism (all off by default; see --preset)
+    "--hand": ("hand", float, "rlnTomoHand of the phase-contrast defocus gradient (+1 or -1)"),
+    "--specimen-rms": (
+        "specimen_phase_rms",
+        float,
+        "RMS phase (rad) of a weak random specimen in the ice (Thon rings)",
+    ),
+    "--carbon": ("carbon_thickness_nm", float, "carbon film thickness (nm) with a straight edge"),
+    "--hot-pixels": ("n_hot_pixels", int, "number of hot pixels"),
+    "--xrays": ("xrays_per_view", float, "mean number of X-ray spikes per view"),
+    "--drift-blur": ("drift_blur_px", float, "motion blur (px) of one view"),
+    "--grid-bar": (
+        "grid_bar_cover",
+        float,
+        "fraction of the highest tilt shadowed by a grid bar",
+    ),
+    "--tilt-offset": (
+        "tilt_offset_deg",
+        float,
+        "offset (deg) of the .tlt from the nominal order-list / mdoc angles",
+    ),
+    "--edge-beads": ("n_edge_beads", int, "extra beads across the field edge"),
+    "--bead-clusters": ("n_bead_clusters", int, "clusters of 2-3 touching beads"),
+    "--small-beads": ("n_small_beads", int, "extra small beads (small_bead_radius_A)"),
 }
+
+
+def _preset_epilog() -> str:
+    from tiltflow.simulate.params import PRESET_HELP, PRESETS
+
+    lines = ["presets (--preset NAME; --config and the flags override them):"]
+    for name, text in PRESET_HELP.items():
+        keys = ", ".join(f"{k}={v}" for k, v in PRESETS[name].items()) or "no changes"
+        lines += textwrap.wrap(
+            text, 78, initial_indent=f"  {name:<11} ", subsequent_indent=" " * 14
+        )
+        lines += textwrap.wrap(
+            f"[{keys}]", 78, initial_indent=" " * 14, subsequent_indent=" " * 15
+        )
+    return "\n".join(lines)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +116,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Simulate gold-bead tilt series through tilted ice and write one IMOD project per "
         "tilt series (stack, .xf, .tlt, newst.com, tilt.com, .defocus, order list, .mdoc, truth.json) "
         "plus DIR/import.star for import-imod. Paths in import.star are relative to the current "
-        "directory: run from the project directory.",
+        "directory: run from the project directory. Parameters: the defaults, then --preset, then "
+        "--config, then the flags.",
+        epilog=_preset_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="realism preset: clean (default), phase, hot, drift_grid, clutter, carbon, "
+        "beads_hard or all (see below)",
     )
     p.add_argument("--o", required=True, help="output directory")
     p.add_argument(
@@ -108,6 +159,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--no-noise", dest="noise", action="store_false", default=None, help="no Poisson noise"
+    )
+    p.add_argument(
+        "--phase",
+        dest="phase_contrast",
+        action="store_true",
+        default=None,
+        help="phase-contrast image formation (CTF, Fresnel fringes)",
     )
     p.set_defaults(func=run)
 
@@ -149,9 +207,13 @@ def resolve_names(n: int | None, names: str | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> None:
     from tiltflow.simulate import SimulationParams, simulate_dataset
+    from tiltflow.simulate.params import preset_params
 
-    d: dict[str, Any] = load_config(args.config) if args.config else {}
-    for field in [f for f, _, _ in FLAGS.values()] + ["flip_yz", "flip_z", "noise", "seed"]:
+    d: dict[str, Any] = preset_params(args.preset) if args.preset else {}
+    if args.config:
+        d.update(load_config(args.config))
+    flags = [f for f, _, _ in FLAGS.values()]
+    for field in flags + ["flip_yz", "flip_z", "noise", "phase_contrast", "seed"]:
         v = getattr(args, field)
         if v is not None:
             d[field] = list(v) if isinstance(v, tuple) else v

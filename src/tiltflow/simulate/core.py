@@ -14,6 +14,7 @@ the rounded values), so reading the files back reproduces the truth bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +28,8 @@ from tiltflow.geometry import (
     tomogram_centre,
 )
 from tiltflow.model import Tomogram
-from tiltflow.simulate.params import SimulationParams
+from tiltflow.simulate.params import AMPLITUDE_CONTRAST, CS_MM, VOLTAGE_KV, SimulationParams
+from tiltflow.simulate.realistic import render_realistic
 from tiltflow.simulate.render import illumination_pattern, render_tilt
 from tiltflow.simulate.truth import Truth
 
@@ -39,9 +41,6 @@ TLT_FORMAT = "%.4f"
 DOSE_FORMAT = "%.6f"  # ExposureDose in the .mdoc
 DEFOCUS_DECIMALS = 2  # nm in the .defocus file
 
-VOLTAGE_KV = 300.0
-CS_MM = 2.7
-AMPLITUDE_CONTRAST = 0.1
 HAND = -1.0
 OPTICS_GROUP = "optics1"
 
@@ -61,6 +60,11 @@ def round_xf(xf: F64) -> F64:
     out[:, :4] = round_as_written(xf[:, :4], "%.7f")
     out[:, 4:] = round_as_written(xf[:, 4:], "%.3f")
     return out
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """A parameter dict with tuples as lists (JSON-able)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def tilt_angles(params: SimulationParams) -> F64:
@@ -232,6 +236,142 @@ def place_beads(
     return xyz
 
 
+def place_extra_beads(
+    params: SimulationParams,
+    size: tuple[int, int, int],
+    normal: F64,
+    existing: F64,
+    tilts: F64,
+    rng: np.random.Generator,
+) -> tuple[F64, F64, list[str], NDArray[np.int64]]:
+    """The extra beads of the realism section: centres (k, 3), radii (k,) px, kinds, cluster ids.
+
+    * ``small``: ``n_small_beads`` of radius ``small_bead_radius_A`` in the field;
+    * ``cluster``: ``n_bead_clusters`` groups of 2-3 beads in contact (centres at one depth,
+      lateral distance = the sum of the radii), each bead big or small at random;
+    * ``edge``: ``n_edge_beads`` on an ice surface in a band across the field edge
+      perpendicular to the tilt axis (world x), from 3 radii inside the 0° field to halfway to
+      the edge of what the highest tilt sees: each is visible in only part of the series
+      (``visible`` of the truth, from the true projections, says where).
+
+    Depths follow ``surface_fraction`` as for the regular beads. Beads other than cluster
+    partners keep a lateral gap of at least their diameters' sum to every other bead.
+    """
+    t_ax, tilt_ax = world_axes(params.flip_yz)
+    lat = (0, tilt_ax)
+    c = tomogram_centre(size)
+    r = params.bead_radius_A / params.pixel_size
+    rs = params.small_bead_radius_A / params.pixel_size
+    half_field = 0.5 * min(size[lat[0]], size[lat[1]], *params.raw_size)
+    radius = half_field - max(4.0 * r, 3.0 * params.shift_sd_px, 0.06 * half_field * 2)
+    if radius <= 0:
+        raise ConfigError("simulation: the field is too small for beads of this radius")
+    ice_px = params.ice_thickness_nm * 10.0 / params.pixel_size
+    r0 = params.bead_radius_A / params.pixel_size
+    placed_lat: list[F64] = [
+        np.array([b[lat[0]] - c[lat[0]], b[lat[1]] - c[lat[1]]]) for b in existing
+    ]
+    placed_r: list[float] = [r0] * len(placed_lat)
+    out_lat: list[F64] = []
+    out_depth: list[float] = []
+    out_r: list[float] = []
+    kinds: list[str] = []
+    cluster: list[int] = []
+
+    def depth() -> float:
+        if rng.uniform() < params.surface_fraction:
+            return float(np.sign(rng.uniform(-1, 1)) * 0.5 * ice_px)
+        return float(rng.uniform(-0.45 * ice_px, 0.45 * ice_px))
+
+    def free(p: F64, rad: float, skip: int = 0) -> bool:
+        n_chk = len(placed_lat) - skip
+        for q, rq in zip(placed_lat[:n_chk], placed_r[:n_chk]):
+            if np.sum((q - p) ** 2) < (2.0 * (rq + rad)) ** 2:
+                return False
+        return True
+
+    def disc() -> F64:
+        while True:
+            u = rng.uniform(-1.0, 1.0, size=2)
+            if u @ u <= 1.0:
+                return u * radius
+
+    def accept(p: F64, rad: float, d: float, kind: str, cl: int) -> None:
+        placed_lat.append(p)
+        placed_r.append(rad)
+        out_lat.append(p)
+        out_depth.append(d)
+        out_r.append(rad)
+        kinds.append(kind)
+        cluster.append(cl)
+
+    def give_up(what: str) -> ConfigError:
+        return ConfigError(
+            f"simulation: could not place the {what} beads without overlaps; use fewer beads "
+            "or a larger image"
+        )
+
+    for _ in range(params.n_small_beads):
+        for _try in range(2000):
+            p = disc()
+            if free(p, rs):
+                accept(p, rs, depth(), "small", -1)
+                break
+        else:
+            raise give_up("small")
+    for k in range(params.n_bead_clusters):
+        for _try in range(2000):
+            p = disc()
+            if free(p, r):
+                break
+        else:
+            raise give_up("cluster")
+        d = depth()
+        members = [(p, r)]
+        n_mem = int(rng.integers(2, 4))
+        for _m in range(n_mem - 1):
+            for _try in range(200):
+                rad = r if rng.uniform() < 0.5 else rs
+                pa, ra = members[int(rng.integers(len(members)))]
+                phi = rng.uniform(0.0, 2.0 * np.pi)
+                q = pa + (ra + rad) * np.array([np.cos(phi), np.sin(phi)])
+                ok_members = all(
+                    np.sum((q - pm) ** 2) >= (rm + rad) ** 2 * (1.0 - 1e-9) for pm, rm in members
+                )
+                if ok_members and free(q, rad) and q @ q <= (radius + 2.0 * r) ** 2:
+                    members.append((q, rad))
+                    break
+        for q, rad in members:
+            accept(q, rad, d, "cluster", k)
+    if params.n_edge_beads:
+        a_max = np.deg2rad(float(np.max(np.abs(tilts))))
+        x_lo = half_field - 3.0 * r
+        x_hi = 0.5 * half_field * (1.0 + 1.0 / max(np.cos(a_max), 0.2))
+        x_hi = max(x_hi, x_lo + 4.0 * r)
+        for _ in range(params.n_edge_beads):
+            for _try in range(2000):
+                x = float(rng.uniform(x_lo, x_hi)) * (1.0 if rng.uniform() < 0.5 else -1.0)
+                y = float(rng.uniform(-0.8, 0.8)) * (half_field - 2.0 * r)
+                p = np.array([x, y])
+                if free(p, r):
+                    side = 1.0 if rng.uniform() < 0.5 else -1.0
+                    accept(p, r, side * 0.5 * ice_px, "edge", -1)
+                    break
+            else:
+                raise give_up("edge")
+    k = len(out_lat)
+    if k == 0:
+        return np.zeros((0, 3)), np.zeros(0), [], np.zeros(0, dtype=np.int64)
+    lateral = np.asarray(out_lat)
+    dep = np.asarray(out_depth)
+    xyz = np.tile(c, (k, 1))
+    xyz[:, lat[0]] += lateral[:, 0]
+    xyz[:, lat[1]] += lateral[:, 1]
+    n_lat = normal[lat[0]] * lateral[:, 0] + normal[lat[1]] * lateral[:, 1]
+    xyz[:, t_ax] = c[t_ax] + (dep - n_lat) / normal[t_ax]
+    return xyz, np.asarray(out_r), kinds, np.asarray(cluster, dtype=np.int64)
+
+
 # ---------------------------------------------------------------------- result
 @dataclass(frozen=True)
 class SimulatedTiltSeries:
@@ -280,7 +420,7 @@ class SimulatedTiltSeries:
             tilt_series=f"{name}.mrc",
             frame_count=int(k.size),
             size=geom.tomogram_size,
-            hand=HAND,
+            hand=float(t.hand),
             optics_group=OPTICS_GROUP,
             pixel_size=float(t.pixel_size),
             voltage=VOLTAGE_KV,
@@ -309,7 +449,13 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
     w, h = raw_size
 
     # --- true and written alignment
-    tilt_true = tilt_angles(params)
+    nominal = tilt_angles(params)
+    # the true (and .tlt) angles are the nominal ones (order list, mdoc) + the tilt offset
+    tilt_true = (
+        round_as_written(nominal + params.tilt_offset_deg, TLT_FORMAT)
+        if params.tilt_offset_deg
+        else nominal
+    )
     shifts = rng_geom.normal(0.0, params.shift_sd_px, size=(n, 2))
     xf_true = round_xf(xf_lines(np.full(n, params.tilt_axis_deg), np.ones(n), shifts))
     d_tilt = rng_pert.uniform(-1, 1, n) * params.perturb_tilt_deg
@@ -335,6 +481,29 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
     # --- specimen
     normal = ice_normal(params)
     beads = place_beads(params, geom.tomogram_size, normal, rng_beads)
+    # realism: extra random streams (the six above are unchanged)
+    (
+        rng_xbeads,
+        rng_specimen,
+        rng_texture,
+        rng_clutter,
+        rng_hot,
+        rng_xray,
+        rng_drift,
+    ) = (np.random.default_rng(s) for s in np.random.SeedSequence([int(params.seed), 1]).spawn(7))
+    n_regular = beads.shape[0]
+    r_px = params.bead_radius_A / params.pixel_size
+    bead_radii = np.full(n_regular, r_px)
+    bead_kind = ["field"] * n_regular
+    bead_cluster = np.full(n_regular, -1, dtype=np.int64)
+    if params.n_small_beads or params.n_bead_clusters or params.n_edge_beads:
+        xb, xr, xk, xc = place_extra_beads(
+            params, geom.tomogram_size, normal, beads, tilt_true, rng_xbeads
+        )
+        beads = np.concatenate([beads, xb])
+        bead_radii = np.concatenate([bead_radii, xr])
+        bead_kind += xk
+        bead_cluster = np.concatenate([bead_cluster, xc])
     beads_2d = project(proj, beads)
     visible = (
         (beads_2d[..., 0] >= 0)
@@ -344,7 +513,7 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
     )
 
     # --- dose and ice
-    chrono = acquisition_order(tilt_true, params.scheme, params.dose_symmetric_group)
+    chrono = acquisition_order(nominal, params.scheme, params.dose_symmetric_group)
     dose = round_as_written(dose_per_view(tilt_true, params), DOSE_FORMAT)  # as in the .mdoc
     pre = pre_exposures(dose, chrono)
     t_rel = params.ice_thickness_nm / params.mean_free_path_nm
@@ -361,19 +530,37 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
 
     # --- images
     pattern = illumination_pattern((h, w), params.background_variation, rng_pattern)
-    r_px = params.bead_radius_A / params.pixel_size
     mu_px = params.bead_contrast * params.pixel_size
     stack = np.empty((n, h, w), dtype=np.float32)
-    for f in range(n):
-        m2 = proj[f, :2, :3]
-        in_plane = float(np.linalg.det(m2 @ m2.T) ** 0.25)
-        mean = render_tilt(
-            dose[f] * luminance * attenuation[f], pattern, beads_2d[f], r_px, mu_px, in_plane
+    extras: dict[str, Any] = {}
+    if not params.realistic_images:
+        for f in range(n):
+            m2 = proj[f, :2, :3]
+            in_plane = float(np.linalg.det(m2 @ m2.T) ** 0.25)
+            mean = render_tilt(
+                dose[f] * luminance * attenuation[f], pattern, beads_2d[f], r_px, mu_px, in_plane
+            )
+            if params.noise:
+                stack[f] = rng_noise.poisson(mean)
+            else:
+                stack[f] = mean
+    else:
+        extras = render_realistic(
+            params,
+            stack,
+            proj,
+            normal,
+            geom.tomogram_size,
+            beads,
+            bead_radii,
+            beads_2d[:, :n_regular],
+            tilt_true,
+            dose * luminance * attenuation,
+            pattern,
+            (d1 * 10.0, d2 * 10.0, ang),
+            rng_noise,
+            (rng_specimen, rng_texture, rng_clutter, rng_hot, rng_xray, rng_drift),
         )
-        if params.noise:
-            stack[f] = rng_noise.poisson(mean)
-        else:
-            stack[f] = mean
 
     truth = Truth(
         proj=proj,
@@ -409,5 +596,19 @@ def simulate_tilt_series(params: SimulationParams) -> SimulatedTiltSeries:
             "flip_z": bool(params.flip_z),
             "flip_ang": False,
         },
+        hand=float(params.hand),
+        nominal_tilt_deg=nominal,
+        tilt_offset_deg=float(params.tilt_offset_deg),
+        bead_radii_A=bead_radii * params.pixel_size,
+        bead_kind=tuple(bead_kind),
+        bead_cluster=bead_cluster,
+        hot_pixels=extras.get("hot_pixels", np.zeros((0, 2), dtype=np.int64)),
+        hot_pixel_gain=extras.get("hot_pixel_gain", np.zeros(0)),
+        xray_spikes=extras.get("xray_spikes", np.zeros((0, 3), dtype=np.int64)),
+        drift=extras.get("drift", {}),
+        carbon=extras.get("carbon", {}),
+        grid_bar=extras.get("grid_bar", {}),
+        clutter=extras.get("clutter", {}),
+        realism=_plain(params.realism()),
     )
     return SimulatedTiltSeries(stack=stack, truth=truth, params=params)

@@ -168,10 +168,11 @@ def write_imod_project(
     write_text_atomic(
         paths["defocus"], defocus_text(t.tilt_true_deg, t.defocus_u, t.defocus_v, t.defocus_angle)
     )
-    write_text_atomic(paths["order_list"], order_list_text(t.tilt_true_deg, t.chrono_index))
+    # the order list and the mdoc hold the nominal angles (= the true ones without a tilt offset)
+    write_text_atomic(paths["order_list"], order_list_text(t.nominal_tilt_deg, t.chrono_index))
     write_text_atomic(
         paths["mdoc"],
-        mdoc_text(name, t.tilt_true_deg, t.dose, t.chrono_index, t.pixel_size, t.raw_size),
+        mdoc_text(name, t.nominal_tilt_deg, t.dose, t.chrono_index, t.pixel_size, t.raw_size),
     )
     t.to_json(paths["truth"])
     return paths

@@ -31,7 +31,23 @@ _FLOAT_ARRAYS: tuple[str, ...] = (
     "defocus_u",
     "defocus_v",
     "defocus_angle",
+    "nominal_tilt_deg",
+    "bead_radii_A",
+    "hot_pixel_gain",
 )
+#: fields stored as integer arrays, with their row length (0 = 1D)
+_INT_ARRAYS: dict[str, int] = {
+    "chrono_index": 0,
+    "bead_cluster": 0,
+    "hot_pixels": 2,
+    "xray_spikes": 3,
+}
+#: fields stored as plain dicts
+_DICTS: tuple[str, ...] = ("import_flags", "drift", "carbon", "grid_bar", "clutter", "realism")
+
+
+def _empty_int(cols: int) -> np.ndarray:
+    return np.zeros((0, cols) if cols else 0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,46 @@ class Truth:
     mean_free_path_nm: float
     tilt_axis_deg: float
     import_flags: dict[str, Any] = field(default_factory=dict)
+    # --- realism (issue #9 / #15); defaults = what an older truth.json means
+    hand: float = -1.0  # rlnTomoHand the phase-contrast images were rendered with
+    #: (n_raw,) nominal tilt angles (order list, .mdoc) = tilt_true_deg - tilt_offset_deg;
+    #: empty in the constructor = tilt_true_deg
+    nominal_tilt_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tilt_offset_deg: float = 0.0
+    #: (m,) radius of each bead (Å); empty = bead_radius_A for all
+    bead_radii_A: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: per bead: "field" (regular), "small", "cluster" or "edge"; empty = all "field"
+    bead_kind: tuple[str, ...] = ()
+    #: (m,) cluster id of each bead (-1 = none); empty = -1 for all
+    bead_cluster: np.ndarray = field(default_factory=lambda: _empty_int(0))
+    #: (k, 2) hot pixels (x, y) of the raw images, the same in every view, and their gains
+    #: (counts added = gain × the view's empty-ice counts)
+    hot_pixels: np.ndarray = field(default_factory=lambda: _empty_int(2))
+    hot_pixel_gain: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: (k, 3) X-ray hit pixels (raw view, x, y)
+    xray_spikes: np.ndarray = field(default_factory=lambda: _empty_int(3))
+    #: drift-blurred view: {"view" (0-based raw), "length_px", "angle_deg"}; {} = none
+    drift: dict[str, Any] = field(default_factory=dict)
+    #: carbon film as a convex body {"planes", "lo", "hi"} (lo <= planes·x <= hi, world px;
+    #: row 0 the slab, row 1 the edge half-space) + thickness_px, side, mfp_nm; {} = none
+    carbon: dict[str, Any] = field(default_factory=dict)
+    #: grid bar as a convex body {"planes", "lo", "hi", "mfp_nm"}; {} = none
+    grid_bar: dict[str, Any] = field(default_factory=dict)
+    #: counts and geometry of the clutter (vesicles, membranes) and the specimen
+    clutter: dict[str, Any] = field(default_factory=dict)
+    #: the realism parameters the series was simulated with
+    realism: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m = int(np.asarray(self.beads_3d).reshape(-1, 3).shape[0])
+        if np.asarray(self.nominal_tilt_deg).size == 0:
+            object.__setattr__(self, "nominal_tilt_deg", np.array(self.tilt_true_deg, dtype=float))
+        if np.asarray(self.bead_radii_A).size == 0 and m:
+            object.__setattr__(self, "bead_radii_A", np.full(m, float(self.bead_radius_A)))
+        if not self.bead_kind and m:
+            object.__setattr__(self, "bead_kind", ("field",) * m)
+        if np.asarray(self.bead_cluster).size == 0 and m:
+            object.__setattr__(self, "bead_cluster", np.full(m, -1, dtype=np.int64))
 
     @property
     def n_raw(self) -> int:
@@ -95,7 +151,14 @@ class Truth:
                 else:
                     v = np.asarray(v, dtype=np.float64).tolist()
             elif isinstance(v, tuple):
-                v = [int(x) if isinstance(x, (int, np.integer)) else float(x) for x in v]
+                v = [
+                    x
+                    if isinstance(x, str)
+                    else int(x)
+                    if isinstance(x, (int, np.integer))
+                    else float(x)
+                    for x in v
+                ]
             elif isinstance(v, (np.floating, float)):
                 v = float(v)
             elif isinstance(v, (np.integer, int)) and not isinstance(v, bool):
@@ -115,19 +178,28 @@ class Truth:
         kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in d:
+                if (
+                    f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING
+                ):
+                    continue  # a field newer than the file: its default
                 raise KeyError(f.name)
             v = d[f.name]
             if f.name in _FLOAT_ARRAYS:
                 v = np.asarray(v, dtype=np.float64)
             elif f.name == "visible":
                 v = np.asarray(v, dtype=bool)
-            elif f.name == "chrono_index":
+            elif f.name in _INT_ARRAYS:
+                cols = _INT_ARRAYS[f.name]
                 v = np.asarray(v, dtype=np.int64)
+                v = v.reshape(-1, cols) if cols else v.reshape(-1)
             elif f.name in ("raw_size", "ali_size", "excluded_views"):
                 v = tuple(int(x) for x in v)
+            elif f.name == "bead_kind":
+                v = tuple(str(x) for x in v)
             elif f.name == "thickness":
                 v = int(v)
-            elif f.name == "import_flags":
+            elif f.name in _DICTS:
                 v = dict(v)
             else:
                 v = float(v)
