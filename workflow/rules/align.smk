@@ -1,14 +1,22 @@
 # align: refine every tilt's projection matrix against the fiducial tracks (bundle adjustment).
-# Side files in results/align/{name}/: align_{name}.star (blocks summary, tilts, beads), align_{name}.png.
+# Reads the fiducials step's fiducials_{name}.star and tracks_{name}.star. Side files in
+# results/align/{name}/: fiducials_{name}.star and tracks_{name}.star (updated), align_{name}.star
+# (blocks summary, tilts, beads), align_{name}.png.
 
 
 rule align:
     input:
         star="results/fiducials/{name}/tomograms.star",
         provenance="results/fiducials/{name}/provenance.json",
+        fiducials="results/fiducials/{name}/fiducials_{name}.star",
+        tracks="results/fiducials/{name}/tracks_{name}.star",
     output:
         star="results/align/{name}/tomograms.star",
         provenance="results/align/{name}/provenance.json",
+        fiducials="results/align/{name}/fiducials_{name}.star",
+        tracks="results/align/{name}/tracks_{name}.star",
+        report="results/align/{name}/align_{name}.star",
+        png="results/align/{name}/align_{name}.png",
     params:
         step="align",
         params=step_params("align"),
@@ -21,7 +29,7 @@ rule align:
     resources:
         **rule_resources("align"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/align.py"
 
@@ -42,6 +50,6 @@ rule gather_align:
     resources:
         **rule_resources("gather_align"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

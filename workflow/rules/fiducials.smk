@@ -7,9 +7,12 @@ rule fiducials:
     input:
         star="results/import/{name}/tomograms.star",
         provenance="results/import/{name}/provenance.json",
+        files=fiducials_reads,
     output:
         star="results/fiducials/{name}/tomograms.star",
         provenance="results/fiducials/{name}/provenance.json",
+        fiducials="results/fiducials/{name}/fiducials_{name}.star",
+        tracks="results/fiducials/{name}/tracks_{name}.star",
     params:
         step="fiducials",
         params=step_params("fiducials"),
@@ -22,7 +25,7 @@ rule fiducials:
     resources:
         **rule_resources("fiducials"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/fiducials.py"
 
@@ -43,6 +46,6 @@ rule gather_fiducials:
     resources:
         **rule_resources("gather_fiducials"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

@@ -1,14 +1,19 @@
 # ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit).
-# Side files in results/ice/{name}/: ice_{name}.star (blocks fit, tilts), ice_{name}.png.
+# Reads the stack and the refined fiducials (bead planes). Side files in results/ice/{name}/:
+# ice_{name}.star (blocks fit, tilts), ice_{name}.png.
 
 
 rule ice:
     input:
         star="results/align/{name}/tomograms.star",
         provenance="results/align/{name}/provenance.json",
+        fiducials="results/align/{name}/fiducials_{name}.star",
+        stack=lambda wildcards: tilt_series_input(wildcards.name),
     output:
         star="results/ice/{name}/tomograms.star",
         provenance="results/ice/{name}/provenance.json",
+        report="results/ice/{name}/ice_{name}.star",
+        png="results/ice/{name}/ice_{name}.png",
     params:
         step="ice",
         params=step_params("ice"),
@@ -21,7 +26,7 @@ rule ice:
     resources:
         **rule_resources("ice"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/ice.py"
 
@@ -42,6 +47,6 @@ rule gather_ice:
     resources:
         **rule_resources("gather_ice"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

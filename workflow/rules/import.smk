@@ -1,15 +1,21 @@
 # import: IMOD alignment (+ CTF + dose) of one tilt series -> RELION 4 tomogram-set fragment.
+# Inputs: the sheet (its row is a parameter) and every file of the tilt series the importer
+# reads (stack, newst.com, tilt.com, .xf, .tlt, CTF file, order list or mdoc; known at parse
+# time, common.smk). The culled stack (tilt.com excludes views) goes to results/import/{name}/culled/.
 
 
 rule imod_import:
     input:
-        sheet=import_star(),
+        sheet=sheet_input(),
+        files=import_reads,
     output:
         star="results/import/{name}/tomograms.star",
         provenance="results/import/{name}/provenance.json",
+        culled=directory("results/import/{name}/culled"),
     params:
         step="import",
         params=step_params("import"),
+        row=sheet_row,
         on_error=config["on_tomogram_error"],
     log:
         rule_log("imod_import", "{name}"),
@@ -19,7 +25,7 @@ rule imod_import:
     resources:
         **rule_resources("imod_import"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/import.py"
 
@@ -40,6 +46,6 @@ rule gather_import:
     resources:
         **rule_resources("gather_import"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

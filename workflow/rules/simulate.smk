@@ -4,7 +4,9 @@
 
 rule simulate:
     output:
-        star="results/simulated/import.star",
+        star=f"{SIMULATED}/import.star",
+        provenance=f"{SIMULATED}/provenance.json",
+        files=simulated_outputs(),
     params:
         params=config["simulate"]["params"],
         names=config["simulate"]["names"],
@@ -16,7 +18,7 @@ rule simulate:
     resources:
         **rule_resources("simulate"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/simulate.py"
 
@@ -34,6 +36,6 @@ rule sheet:
     resources:
         **rule_resources("sheet"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/sheet.py"
