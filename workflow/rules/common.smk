@@ -144,13 +144,13 @@ if not TOMOGRAMS:
 
 
 def import_star():
-    """The RELION 4 import STAR every per-tomogram import job reads."""
+    """The sheet every per-tomogram import job reads: the simulated import STAR, or the user's
+    sheet as it is (a RELION 4 import STAR or a TSV sheet: the importer reads both through
+    tiltflow.sheet; rule sheet still writes results/sheet/import.star from a TSV, for RELION)."""
     sheet = config["tomograms"]["sheet"]
     if sheet is None:
         return f"{SIMULATED}/import.star"
-    if is_star_sheet(sheet):
-        return sheet
-    return "results/sheet/import.star"
+    return sheet
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,8 +282,10 @@ def import_reads(wildcards):
 
 
 def sheet_input():
-    """The import STAR; with a user sheet it is ancient(): each import job has its own row as a
-    parameter instead, so editing one row re-runs one tomogram."""
+    """The sheet; a user's sheet is ancient(): each import job has its own row as a parameter
+    instead, so editing one row re-runs one tomogram. (Snakemake skips the parameter check of a
+    job whose ancient() input is made by a job that runs, so the import reads the user's file,
+    not rule sheet's STAR.)"""
     if config["tomograms"]["sheet"] is None:
         return import_star()
     return ancient(import_star())
@@ -294,10 +296,13 @@ def sheet_row(wildcards):
 
 
 def fiducials_reads(wildcards):
-    """The stack, and with fiducials source imod the IMOD model, .prexg and the tilt.com next to
+    """The stack (and the import's culled-stack folder), and with fiducials source imod the IMOD model, .prexg and the tilt.com next to
     the model (tiltflow.fiducials.step.fiducials_from_imod)."""
     name = wildcards.name
-    files = list(tilt_series_input(name))
+    # the culled-stack folder always (empty when nothing is culled), so that deleting it re-runs
+    # the import like any other output
+    files = [culled_dir(name), *tilt_series_input(name)]
+    files = list(dict.fromkeys(files))
     params = step_params("fiducials")
     if params.get("source") == "imod":
         imod = []
@@ -391,11 +396,42 @@ def step_provenance(step, name):
     return f"results/{step}/{name}/provenance.json"
 
 
+#: every output of the per-tomogram jobs: all are targets, so that deleting any of them (a side
+#: file too, whose consumers are up to date) re-creates it
+TOMOGRAM_OUTPUTS = (
+    "results/import/{name}/tomograms.star",
+    "results/import/{name}/provenance.json",
+    "results/import/{name}/culled",
+    "results/fiducials/{name}/tomograms.star",
+    "results/fiducials/{name}/provenance.json",
+    "results/fiducials/{name}/fiducials_{name}.star",
+    "results/fiducials/{name}/tracks_{name}.star",
+    "results/align/{name}/tomograms.star",
+    "results/align/{name}/provenance.json",
+    "results/align/{name}/fiducials_{name}.star",
+    "results/align/{name}/tracks_{name}.star",
+    "results/align/{name}/align_{name}.star",
+    "results/align/{name}/align_{name}.png",
+    "results/ice/{name}/tomograms.star",
+    "results/ice/{name}/provenance.json",
+    "results/ice/{name}/ice_{name}.star",
+    "results/ice/{name}/ice_{name}.png",
+)
+
+
 def final_targets():
     targets = [f"results/{step}/tomograms.star" for step in STEPS]
+    targets += expand(TOMOGRAM_OUTPUTS, name=TOMOGRAMS)
+    sheet = config["tomograms"]["sheet"]
+    if sheet is None:
+        targets += [f"{SIMULATED}/import.star", f"{SIMULATED}/provenance.json"]
+        targets += simulated_outputs()
+    elif not is_star_sheet(sheet):
+        targets.append("results/sheet/import.star")
     if config["qc"]["enabled"]:
         targets += ["results/qc/summary.tsv", "results/qc/summary.html"]
         targets += expand("results/qc/{name}.png", name=TOMOGRAMS)
+        targets += expand("results/qc/{name}.json", name=TOMOGRAMS)
     if config["export"]["relion5"]:
         targets.append("results/relion5")
     return targets

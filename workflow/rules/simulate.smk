@@ -24,7 +24,7 @@ rule simulate:
 
 
 # A tab-separated sheet (name, imod_dir, tilt_series, ctfplotter, ...) becomes a RELION 4 import
-# STAR, so the importer always reads the format relion_tomo_import_tomograms reads.
+# STAR (the format relion_tomo_import_tomograms reads; the import jobs read the TSV itself).
 rule sheet:
     input:
         tsv=config["tomograms"]["sheet"] or "config/no-sheet.tsv",
