@@ -17,19 +17,19 @@ rule align:
         tracks="results/align/{name}/tracks_{name}.star",
         report="results/align/{name}/align_{name}.star",
         png="results/align/{name}/align_{name}.png",
-    params:
-        step="align",
-        params=step_params("align"),
-        on_error=config["on_tomogram_error"],
     log:
         rule_log("align", "{name}"),
     benchmark:
         rule_benchmark("align", "{name}")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("align")
     resources:
         **rule_resources("align"),
-    conda:
-        "../envs/tiltflow.yaml"
+    params:
+        step="align",
+        params=step_params("align"),
+        on_error=config["on_tomogram_error"],
     script:
         "../scripts/align.py"
 
@@ -40,16 +40,16 @@ rule gather_align:
         provenance=expand("results/align/{name}/provenance.json", name=TOMOGRAMS),
     output:
         star="results/align/tomograms.star",
+    log:
+        rule_log("gather_align"),
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("gather_align")
+    resources:
+        **rule_resources("gather_align"),
     params:
         step="align",
         params=step_params("align"),
         names=TOMOGRAMS,
-    log:
-        rule_log("gather_align"),
-    threads: rule_threads("gather_align")
-    resources:
-        **rule_resources("gather_align"),
-    conda:
-        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

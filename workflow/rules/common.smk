@@ -22,7 +22,6 @@ from tiltflow.import_files import ImportFiles, imod_files, import_files, sheet_r
 from tiltflow.provenance import run_summary
 from tiltflow.sheet import is_star_sheet, read_sheet, sheet_names
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
@@ -132,7 +131,9 @@ def workflow_tomograms():
     if select:
         unknown = [n for n in select if n not in names]
         if unknown:
-            raise WorkflowError(f"tomograms.select names {unknown} that are not in the sheet")
+            raise WorkflowError(
+                f"tomograms.select names {unknown} that are not in the sheet"
+            )
         names = [n for n in names if n in set(select)]
     return names
 
@@ -146,7 +147,8 @@ if not TOMOGRAMS:
 def import_star():
     """The sheet every per-tomogram import job reads: the simulated import STAR, or the user's
     sheet as it is (a RELION 4 import STAR or a TSV sheet: the importer reads both through
-    tiltflow.sheet; rule sheet still writes results/sheet/import.star from a TSV, for RELION)."""
+    tiltflow.sheet; rule sheet still writes results/sheet/import.star from a TSV, for RELION).
+    """
     sheet = config["tomograms"]["sheet"]
     if sheet is None:
         return f"{SIMULATED}/import.star"
@@ -236,7 +238,8 @@ SHEET_ROWS = (
 def tracked(paths):
     """Inputs from the sheet: with a sheet, only the files that exist (a missing one makes that
     tomogram's import fail, which is recorded, instead of stopping the whole workflow; when it
-    appears, the changed set of inputs re-runs the job); simulated files are all produced."""
+    appears, the changed set of inputs re-runs the job); simulated files are all produced.
+    """
     paths = [str(p) for p in paths]
     if config["tomograms"]["sheet"] is None:
         return paths
@@ -247,7 +250,8 @@ def warn_missing_inputs():
     if config["tomograms"]["sheet"] is None:
         return
     missing = {
-        n: [str(p) for p in f.reads if not os.path.exists(p)] for n, f in IMPORT_FILES.items()
+        n: [str(p) for p in f.reads if not os.path.exists(p)]
+        for n, f in IMPORT_FILES.items()
     }
     missing = {n: m for n, m in missing.items() if m}
     if missing:
@@ -360,7 +364,8 @@ SCALED_RESOURCES = ("mem_mb", "runtime")
 def rule_resources(rule):
     """mem_mb, runtime (minutes) and scheduler keys of a rule: resources.default, then the
     step's entry, then the rule's own entry; mem_mb and runtime are multiplied by the attempt;
-    GPU rules add resources.gpu (gpu, gpu_model, slurm_partition) when device is gpu or auto."""
+    GPU rules add resources.gpu (gpu, gpu_model, slurm_partition) when device is gpu or auto.
+    """
     out = {}
     for layer in _resource_layers(rule):
         out.update({k: v for k, v in layer.items() if k != "threads" and v is not None})
@@ -447,7 +452,11 @@ def print_run_summary(error=False):
             TOMOGRAMS,
             steps=STEPS,
             qc_html="results/qc/summary.html" if config["qc"]["enabled"] else None,
-            relion5="results/relion5/tomograms.star" if config["export"]["relion5"] else None,
+            relion5=(
+                "results/relion5/tomograms.star"
+                if config["export"]["relion5"]
+                else None
+            ),
             error=error,
         ),
         file=sys.stderr,

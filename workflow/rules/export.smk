@@ -11,14 +11,14 @@ rule export_relion5:
         stacks=[p for name in TOMOGRAMS for p in tilt_series_input(name)],
     output:
         directory("results/relion5"),
-    params:
-        mirror_z=config["export"]["relion5_mirror_z"],
     log:
         rule_log("export_relion5"),
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("export_relion5")
     resources:
         **rule_resources("export_relion5"),
-    conda:
-        "../envs/tiltflow.yaml"
+    params:
+        mirror_z=config["export"]["relion5_mirror_z"],
     script:
         "../scripts/export_relion5.py"

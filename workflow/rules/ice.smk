@@ -14,19 +14,19 @@ rule ice:
         provenance="results/ice/{name}/provenance.json",
         report="results/ice/{name}/ice_{name}.star",
         png="results/ice/{name}/ice_{name}.png",
-    params:
-        step="ice",
-        params=step_params("ice"),
-        on_error=config["on_tomogram_error"],
     log:
         rule_log("ice", "{name}"),
     benchmark:
         rule_benchmark("ice", "{name}")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("ice")
     resources:
         **rule_resources("ice"),
-    conda:
-        "../envs/tiltflow.yaml"
+    params:
+        step="ice",
+        params=step_params("ice"),
+        on_error=config["on_tomogram_error"],
     script:
         "../scripts/ice.py"
 
@@ -37,16 +37,16 @@ rule gather_ice:
         provenance=expand("results/ice/{name}/provenance.json", name=TOMOGRAMS),
     output:
         star="results/ice/tomograms.star",
+    log:
+        rule_log("gather_ice"),
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("gather_ice")
+    resources:
+        **rule_resources("gather_ice"),
     params:
         step="ice",
         params=step_params("ice"),
         names=TOMOGRAMS,
-    log:
-        rule_log("gather_ice"),
-    threads: rule_threads("gather_ice")
-    resources:
-        **rule_resources("gather_ice"),
-    conda:
-        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

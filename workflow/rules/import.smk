@@ -12,20 +12,20 @@ rule imod_import:
         star="results/import/{name}/tomograms.star",
         provenance="results/import/{name}/provenance.json",
         culled=directory("results/import/{name}/culled"),
+    log:
+        rule_log("imod_import", "{name}"),
+    benchmark:
+        rule_benchmark("imod_import", "{name}")
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("imod_import")
+    resources:
+        **rule_resources("imod_import"),
     params:
         step="import",
         params=step_params("import"),
         row=sheet_row,
         on_error=config["on_tomogram_error"],
-    log:
-        rule_log("imod_import", "{name}"),
-    benchmark:
-        rule_benchmark("imod_import", "{name}")
-    threads: rule_threads("imod_import")
-    resources:
-        **rule_resources("imod_import"),
-    conda:
-        "../envs/tiltflow.yaml"
     script:
         "../scripts/import.py"
 
@@ -36,16 +36,16 @@ rule gather_import:
         provenance=expand("results/import/{name}/provenance.json", name=TOMOGRAMS),
     output:
         star="results/import/tomograms.star",
+    log:
+        rule_log("gather_import"),
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("gather_import")
+    resources:
+        **rule_resources("gather_import"),
     params:
         step="import",
         params=step_params("import"),
         names=TOMOGRAMS,
-    log:
-        rule_log("gather_import"),
-    threads: rule_threads("gather_import")
-    resources:
-        **rule_resources("gather_import"),
-    conda:
-        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

@@ -7,18 +7,18 @@ rule simulate:
         star=f"{SIMULATED}/import.star",
         provenance=f"{SIMULATED}/provenance.json",
         files=simulated_outputs(),
-    params:
-        params=config["simulate"]["params"],
-        names=config["simulate"]["names"],
     log:
         rule_log("simulate"),
     benchmark:
         rule_benchmark("simulate")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("simulate")
     resources:
         **rule_resources("simulate"),
-    conda:
-        "../envs/tiltflow.yaml"
+    params:
+        params=config["simulate"]["params"],
+        names=config["simulate"]["names"],
     script:
         "../scripts/simulate.py"
 
@@ -32,10 +32,10 @@ rule sheet:
         star="results/sheet/import.star",
     log:
         rule_log("sheet"),
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("sheet")
     resources:
         **rule_resources("sheet"),
-    conda:
-        "../envs/tiltflow.yaml"
     script:
         "../scripts/sheet.py"
