@@ -213,7 +213,7 @@ def test_newly_failing_tomogram_leaves_no_old_numbers(run: Path, tmp_path: Path)
     r = snakemake(project, "--cores", "2", "--configfile", "tiny.yaml")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
-    assert "tiltflow: 1 of 2 tomograms done; failed: TS_02 (InputError: " in out
+    assert "tiltflow: 1 of 2 tomograms done; failed: TS_02 (import failed: InputError: " in out
     assert "(see results/qc/summary.html)" in out
     assert "final tomogram set (RELION 4): results/ice/tomograms.star" in out
     res = project / "results"

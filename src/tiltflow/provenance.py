@@ -311,9 +311,14 @@ def run_summary(
         if last is not None and is_ok(last):
             done.append(name)
             continue
-        bad = next((r for r in records if r is not None and not is_ok(r)), None)
+        bad = next(
+            ((step, r) for step, r in zip(steps, records) if r is not None and not is_ok(r)), None
+        )
         if bad is not None:
-            failed.append((name, failure_reason(bad)))
+            why = failure_reason(bad[1])
+            if not why.startswith(tuple(f"{s} failed:" for s in steps)):
+                why = f"{bad[0]} failed: {why}"
+            failed.append((name, why))
         else:
             unfinished.append(name)
     n = len(names)
