@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import stat
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
+WORKFLOW_FILES = ("workflow", "config", "profiles")
 NAMES = ("TS_01", "TS_02", "TS_03")
 STEPS = ("import", "fiducials", "align", "ice")
 
@@ -93,9 +94,13 @@ def test_lint_is_clean(project: Path) -> None:
     assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
 
 
-def test_top_level_snakefile_includes_workflow() -> None:
-    first = (REPO / "Snakefile").read_text().splitlines()[0]
-    assert first == 'include: "workflow/Snakefile"'
+def test_snakemake_finds_workflow_snakefile_and_default_profile(project: Path) -> None:
+    # the catalog layout: no Snakefile at the top, snakemake finds workflow/Snakefile and with it
+    # the workflow's own profile (workflow/profiles/default)
+    assert not (REPO / "Snakefile").exists()
+    r = snakemake(project, "-n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "workflow specific profile workflow/profiles/default" in r.stderr
 
 
 def test_every_rule_has_log_threads_resources_conda() -> None:
@@ -107,14 +112,62 @@ def test_every_rule_has_log_threads_resources_conda() -> None:
                 assert directive in block, f"{smk.name} {rule} lacks {directive}"
 
 
-def test_conda_env_pins_match_pyproject() -> None:
-    tomllib = pytest.importorskip("tomllib")
+def constraints() -> dict[str, str]:
+    """constraints.txt as {normalised name: version}."""
+    out = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+def test_dependencies_are_ranges_and_constraints_satisfy_them() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    pins = constraints()
+    extras = project["optional-dependencies"]
+    reqs = [*project["dependencies"], *extras["workflow"], *extras["test"]]
+    for text in reqs:
+        req = Requirement(text)
+        if req.name == "tiltflow":
+            continue
+        key = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert key in pins, f"{req.name} is not in constraints.txt"
+        assert req.specifier.contains(pins[key]), f"{text} excludes constraints.txt's {pins[key]}"
+        if text in project["dependencies"]:
+            assert "==" not in text, f"runtime dependency pinned: {text}"
+    # the CI script and README's install command use the constraints
+    assert "-c constraints.txt" in (REPO / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' -c constraints.txt" in (REPO / "README.md").read_text()
+
+
+def test_conda_env_matches_constraints() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
 
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    env = yaml.safe_load((REPO / "envs" / "tiltflow.yaml").read_text())
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "tiltflow.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert sorted(p for p in pip if "==" in p) == sorted(deps)
-    assert "-e .." in pip
+    pins = constraints()
+    expected = sorted(
+        f"{Requirement(d).name}=={pins[re.sub(r'[-_.]+', '-', Requirement(d).name).lower()]}"
+        for d in deps
+    )
+    assert sorted(p for p in pip if "==" in p) == expected
+    # pip resolves -e relative to workflow/envs/: the repository root
+    assert "-e ../.." in pip
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for env_path in re.findall(r'conda:\s*"([^"]+)"', smk.read_text()):
+            assert (smk.parent / env_path).resolve() == (
+                REPO / "workflow" / "envs" / "tiltflow.yaml"
+            ), (smk.name, env_path)
 
 
 # --------------------------------------------------------------------------------------- dry runs
@@ -159,12 +212,14 @@ def test_200_tomograms_dry_run_is_fast(project: Path) -> None:
     ]
     sheet.write_text("\n".join(lines) + "\n")
     cfg = write_config(project / "big.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
-    t0 = time.perf_counter()
+    # CPU seconds of the snakemake process (the wall time depends on what else the machine runs)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = snakemake(project, "-n", "--configfile", str(cfg))
-    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout) == expected_counts(200, source="sheet")
-    assert elapsed < 10.0, f"planning 200 tomograms took {elapsed:.1f} s"
+    assert cpu < 10.0, f"planning 200 tomograms took {cpu:.1f} CPU s"
 
 
 def test_relion_import_star_sheet_names(project: Path) -> None:
@@ -228,6 +283,19 @@ def test_bad_device_value_is_rejected(project: Path) -> None:
 # --------------------------------------------------------------------------------------- execution without the step libraries
 
 
+SIMULATED_FILES = (
+    "{name}.mrc",
+    "{name}.xf",
+    "{name}.tlt",
+    "newst.com",
+    "tilt.com",
+    "{name}.defocus",
+    "{name}_order_list.csv",
+    "{name}.mrc.mdoc",
+    "truth.json",
+)
+
+
 def seed_failed_import(
     project: Path, names=NAMES, reason="InputError: imod/x.xf: file not found"
 ) -> None:
@@ -236,10 +304,16 @@ def seed_failed_import(
     sim = project / "results" / "simulated" / "import.star"
     sim.parent.mkdir(parents=True)
     sim.write_text("data_\n\nloop_\n_rlnTomoName #1\n" + "".join(f"{n}\n" for n in names))
+    (sim.parent / "provenance.json").write_text("{}\n")
+    for n in names:
+        (sim.parent / n).mkdir()
+        for f in SIMULATED_FILES:
+            (sim.parent / n / f.format(name=n)).write_text("seeded\n")
     time.sleep(0.05)
     for n in names:
         d = project / "results" / "import" / n
         d.mkdir(parents=True)
+        (d / "culled").mkdir()
         (d / "tomograms.star").write_text(f"# version 30001\n# failed {n} at import: {reason}\n")
         (d / "provenance.json").write_text(
             json.dumps({"step": "import", "tomogram": n, "status": "failed", "reason": reason})
@@ -267,8 +341,8 @@ def test_failed_tomograms_are_listed_not_fatal(project: Path) -> None:
 def test_sheet_rule_converts_tsv(project: Path) -> None:
     # friendly columns, a RELION label (with and without '_') and tiltflow's mdoc column mixed
     (project / "sheet.tsv").write_text(
-        "# comment\nname\t_rlnTomoImportImodDir\trlnTomoTiltSeriesName\tdose\tmdoc\n"
-        "A\timod/A\timod/A/A.st\t3\timod/A/A.mdoc\n"
+        "# comment\nname\t_rlnTomoImportImodDir\trlnTomoTiltSeriesName\tdose\tmdoc\tctfplotter\n"
+        "A\timod/A\timod/A/A.st\t3\timod/A/A.mdoc\timod/A/A.defocus\n"
     )
     cfg = write_config(project / "tsv.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
     r = snakemake(project, "results/sheet/import.star", "--cores", "1", "--configfile", str(cfg))
@@ -280,6 +354,7 @@ def test_sheet_rule_converts_tsv(project: Path) -> None:
         "rlnTomoName",
         "rlnTomoImportImodDir",
         "rlnTomoTiltSeriesName",
+        "rlnTomoImportCtfPlotterFile",
         "rlnTomoImportFractionalDose",
         "tfMdocFile",
     ]
@@ -298,82 +373,222 @@ def test_unknown_tsv_column_stops_parsing(project: Path) -> None:
     assert "cannot read the tomogram sheet" in out and "unknown column(s) 'defocus'" in out
 
 
-FAKE_SBATCH = r"""#!/usr/bin/env bash
-# fake sbatch: record the arguments (one JSON list per line), run the job script, print a job id
-python3 - "$@" <<'PY' >> "$FAKE_SBATCH_LOG"
-import json, sys
-print(json.dumps(sys.argv[1:]))
-PY
-jobscript="${@: -1}"
-bash "$jobscript" > /dev/null 2>&1 || true
-echo "$RANDOM$RANDOM"
+FAKE_SLURM = r"""#!{python}
+# fake SLURM for tests: sbatch / sacct / scancel by the name this script is called by. State of
+# each job in $FAKE_SLURM_DIR/<id>; sbatch records its arguments (one JSON list per line) in
+# $FAKE_SLURM_DIR/sbatch.log. A job of rule $FAKE_OOM_RULE asking for less than $FAKE_OOM_MB
+# is killed for memory, one of $FAKE_TIMEOUT_RULE asking for less than $FAKE_TIMEOUT_MIN
+# minutes for time, one of $FAKE_HANG_RULE keeps running (until scancel); the others run now.
+import json, os, subprocess, sys
+from pathlib import Path
+
+d = Path(os.environ["FAKE_SLURM_DIR"])
+tool = Path(sys.argv[0]).name
+args = sys.argv[1:]
+if tool == "sbatch":
+    with open(d / "sbatch.log", "a") as fh:
+        fh.write(json.dumps(args) + "\n")
+    opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    rule = opts.get("job-name", "").removeprefix("tiltflow.")
+    counter = d / "counter"
+    jobid = int(counter.read_text()) + 1 if counter.exists() else 1001
+    counter.write_text(str(jobid))
+    mem = int(opts.get("mem", "0M").rstrip("M"))
+    minutes = int(opts.get("time", "0"))
+    if rule == os.environ.get("FAKE_OOM_RULE") and mem < int(os.environ["FAKE_OOM_MB"]):
+        state = "OUT_OF_MEMORY"
+    elif rule == os.environ.get("FAKE_TIMEOUT_RULE") and minutes < int(os.environ["FAKE_TIMEOUT_MIN"]):
+        state = "TIMEOUT"
+    elif rule == os.environ.get("FAKE_HANG_RULE"):
+        state = "RUNNING"
+    else:
+        rc = subprocess.call(["bash", args[-1]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        state = "COMPLETED" if rc == 0 else "FAILED"
+    (d / str(jobid)).write_text(state)
+    print(jobid)
+elif tool == "sacct":
+    jobid = args[args.index("-j") + 1]
+    f = d / jobid
+    if f.exists():
+        print(f.read_text())
+elif tool == "scancel":
+    with open(d / "cancelled", "a") as fh:
+        fh.write(" ".join(args) + "\n")
+    for jobid in args:
+        (d / jobid).write_text("CANCELLED by 0")
 """
 
 
-def test_fake_sbatch_receives_resources(project: Path, tmp_path: Path) -> None:
+def fake_slurm(tmp_path: Path, **env: str) -> dict[str, str]:
+    """A bin directory with fake sbatch, sacct and scancel (no squeue or scontrol: sacct knows
+    every job), and the environment that puts it first on PATH."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    sbatch = bindir / "sbatch"
-    sbatch.write_text(FAKE_SBATCH)
-    sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "sbatch.log"
-    overlay = {
-        "device": "gpu",
-        "resources": {
-            "default": {
-                "threads": 1,
-                "mem_mb": 1500,
-                "runtime": 20,
-                "slurm_partition": "cpuq",
-                "slurm_account": "lab",
-            },
-            "gpu": {"gpu": 1, "gpu_model": "h200", "slurm_partition": "gpuq"},
-            "fiducials": {"threads": 2, "mem_mb": 3000, "runtime": 45},
-            "align": {"mem_mb": 2500},
-        },
+    state = tmp_path / "slurm"
+    state.mkdir()
+    for tool in ("sbatch", "sacct", "scancel"):
+        path = bindir / tool
+        path.write_text(FAKE_SLURM.replace("{python}", sys.executable))
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return {
+        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SLURM_DIR": str(state),
+        **env,
     }
-    seed_failed_import(project, names=("TS_01",))
-    sel = write_config(project / "cluster.yaml", {**overlay, "simulate": {"names": ["TS_01"]}})
-    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "FAKE_SBATCH_LOG": str(log)}
-    r = snakemake(
-        project,
-        "--profile",
-        "profiles/cluster-generic",
-        "--configfile",
-        str(sel),
-        "--jobs",
-        "1",
-        "--latency-wait",
-        "5",
-        "--seconds-between-status-checks",
-        "1",
-        env=env,
-    )
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    by_rule = {}
-    for args in calls:
+
+
+def sbatch_calls(env: dict[str, str]) -> list[tuple[str, dict[str, str], list[str]]]:
+    """(rule, --key=value options, all arguments) of every sbatch call, in order."""
+    out = []
+    for line in (Path(env["FAKE_SLURM_DIR"]) / "sbatch.log").read_text().splitlines():
+        args = json.loads(line)
         opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
-        by_rule[opts["job-name"].removeprefix("tiltflow.")] = (opts, args)
-    assert {"fiducials", "align", "ice", "gather_ice", "qc", "qc_summary"} <= set(by_rule), sorted(
-        by_rule
+        out.append((opts["job-name"].removeprefix("tiltflow."), opts, args))
+    return out
+
+
+CLUSTER_OVERLAY = {
+    "device": "gpu",
+    "simulate": {"names": ["TS_01"]},
+    "resources": {
+        "default": {
+            "threads": 1,
+            "mem_mb": 1500,
+            "runtime": 20,
+            "slurm_partition": "cpuq",
+            "slurm_account": "lab",
+        },
+        "gpu": {"gpu": 1, "gpu_model": "h200", "slurm_partition": "gpuq"},
+        "fiducials": {"threads": 2, "mem_mb": 3000, "runtime": 45},
+        "align": {"mem_mb": 2500},
+    },
+}
+
+CLUSTER_ARGS = (
+    "--profile",
+    "profiles/cluster-generic",
+    "--jobs",
+    "2",
+    "--latency-wait",
+    "5",
+    "--seconds-between-status-checks",
+    "1",
+)
+
+
+def test_cluster_generic_resources_kills_and_retries(project: Path, tmp_path: Path) -> None:
+    """Resources reach sbatch; localrules never do; a job SLURM kills for memory (align) or time
+    (ice) is noticed through slurm-status.sh and retried with twice the memory / runtime."""
+    env = fake_slurm(
+        tmp_path,
+        FAKE_OOM_RULE="align",
+        FAKE_OOM_MB="4000",
+        FAKE_TIMEOUT_RULE="ice",
+        FAKE_TIMEOUT_MIN="40",
     )
-    fid, fid_args = by_rule["fiducials"]
-    assert fid["cpus-per-task"] == "2" and fid["mem"] == "3000M" and fid["time"] == "45"
-    assert fid["partition"] == "gpuq" and fid["account"] == "lab"
-    assert fid["gres"] == "gpu:h200:1"
-    align, _ = by_rule["align"]
-    assert align["cpus-per-task"] == "1" and align["mem"] == "2500M" and align["time"] == "30"
-    assert align["partition"] == "cpuq"
-    for rule, (_opts, args) in by_rule.items():
+    seed_failed_import(project, names=("TS_01",))
+    cfg = write_config(project / "cluster.yaml", CLUSTER_OVERLAY)
+    r = snakemake(project, *CLUSTER_ARGS, "--configfile", str(cfg), env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-6000:]
+    calls = sbatch_calls(env)
+    rules = [rule for rule, _, _ in calls]
+    assert sorted(rules) == ["align", "align", "fiducials", "ice", "ice", "qc"], rules
+    by_rule: dict[str, list[dict[str, str]]] = {}
+    for rule, opts, args in calls:
+        by_rule.setdefault(rule, []).append(opts)
         if rule != "fiducials":
             assert not any("gres" in a or "gpu" in a for a in args), (rule, args)
         assert "--parsable" in args
-        assert args[-1].endswith(".sh") or "snakejob" in args[-1]
+    (fid,) = by_rule["fiducials"]
+    assert fid["cpus-per-task"] == "2" and fid["mem"] == "3000M" and fid["time"] == "45"
+    assert fid["partition"] == "gpuq" and fid["account"] == "lab"
+    assert fid["gres"] == "gpu:h200:1"
+    # align: killed for memory at 2500 MB, retried with 5000 MB
+    assert [o["mem"] for o in by_rule["align"]] == ["2500M", "5000M"]
+    assert [o["time"] for o in by_rule["align"]] == ["30", "60"]  # runtime grows too
+    assert all(o["partition"] == "cpuq" for o in by_rule["align"])
+    # ice: killed for time at 30 min, retried with 60
+    assert [o["time"] for o in by_rule["ice"]] == ["30", "60"]
+    assert [o["mem"] for o in by_rule["ice"]] == ["2000M", "4000M"]
+    assert "Error in rule align" in out and "Error in rule ice" in out
     assert (
         "# missing TS_01: import failed"
         in (project / "results" / "ice" / "tomograms.star").read_text()
     )
+
+
+def test_cluster_generic_cancels_jobs_on_interrupt(project: Path, tmp_path: Path) -> None:
+    env = fake_slurm(tmp_path, FAKE_HANG_RULE="fiducials")
+    seed_failed_import(project, names=("TS_01",))
+    cfg = write_config(project / "cluster.yaml", CLUSTER_OVERLAY)
+    full_env = {**os.environ, **env}
+    full_env.pop("SNAKEMAKE_PROFILE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *CLUSTER_ARGS, "--configfile", str(cfg)],
+        cwd=project,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = Path(env["FAKE_SLURM_DIR"]) / "sbatch.log"
+    deadline = time.monotonic() + 120
+    while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # a status check or two while it 'runs'
+    assert proc.poll() is None, proc.communicate()[0][-4000:]
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    cancelled = (Path(env["FAKE_SLURM_DIR"]) / "cancelled").read_text().split()
+    (jobid,) = [
+        line.strip() for line in (Path(env["FAKE_SLURM_DIR"]) / "counter").read_text().split()
+    ]
+    assert cancelled == [jobid], out[-4000:]
+
+
+def test_slurm_status_script_states(tmp_path: Path) -> None:
+    """slurm-status.sh maps every SLURM end state; a job no command knows is failed, one whose
+    scheduler cannot be asked is still running."""
+    script = REPO / "profiles" / "cluster-generic" / "slurm-status.sh"
+    env = fake_slurm(tmp_path)
+    state = Path(env["FAKE_SLURM_DIR"])
+    cases = {
+        "COMPLETED": "success",
+        "RUNNING": "running",
+        "PENDING": "running",
+        "OUT_OF_MEMORY": "failed",
+        "TIMEOUT": "failed",
+        "FAILED": "failed",
+        "CANCELLED by 42": "failed",
+        "NODE_FAIL": "failed",
+    }
+    for i, (slurm, expected) in enumerate(cases.items()):
+        (state / str(i)).write_text(slurm)
+        r = subprocess.run(
+            [str(script), str(i)], capture_output=True, text=True, env={**os.environ, **env}
+        )
+        assert r.stdout.strip() == expected, (slurm, r.stdout, r.stderr)
+    r = subprocess.run(
+        [str(script), "999;cluster"], capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert r.stdout.strip() == "failed"
+    no_slurm = {**os.environ, "PATH": "/nonexistent"}
+    bash = shutil.which("bash")
+    assert bash
+    r = subprocess.run([bash, str(script), "7"], capture_output=True, text=True, env=no_slurm)
+    assert r.stdout.strip() == "running"
+
+
+def test_profiles_do_not_override_the_config() -> None:
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "set-resources" not in slurm  # the GPU partition is resources.gpu in the config
+    assert slurm["retries"] >= 1
+    generic = yaml.safe_load((REPO / "profiles" / "cluster-generic" / "config.yaml").read_text())
+    assert generic["retries"] >= 1
+    for key in ("status-cmd", "cancel-cmd"):
+        path = REPO / generic[f"cluster-generic-{key}"]
+        assert path.is_file() and os.access(path, os.X_OK), path
 
 
 # --------------------------------------------------------------------------------------- end to end
@@ -431,3 +646,63 @@ def test_example_end_to_end_is_reproducible(tmp_path: Path) -> None:
     report = snakemake(runs[0], "--report", "report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (runs[0] / "report.html").stat().st_size > 10000
+
+
+# --------------------------------------------------------------------------------------- the sheet
+
+
+def test_sheet_template_is_valid(project: Path) -> None:
+    cfg = write_config(project / "t.yaml", {"tomograms": {"sheet": "config/sheet.template.tsv"}})
+    r = snakemake(project, "-n", "--configfile", str(cfg))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert job_counts(r.stdout)["imod_import"] == 2
+    # its files do not exist here: said once, and the imports will record the failure
+    assert "tiltflow: 2 tomogram(s) name input files that do not exist" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "header, row, message",
+    [
+        (
+            "name\timod_dir\ttilt_series\tdose",
+            "A\timod/A\timod/A/A.st\t3",
+            "is not valid under any",
+        ),
+        (
+            "name\timod_dir\ttilt_series\tctfplotter\tdose",
+            "A\ti/A\ti/A/A.st\ti/A/A.defocus\t-1",
+            "-1.0 is less than the minimum of 0",
+        ),
+        (
+            "name\timod_dir\ttilt_series\tctfplotter",
+            "A b\ti/A\ti/A/A.st\ti/A/A.defocus",
+            "does not match",
+        ),
+        (
+            "name\timod_dir\ttilt_series\tctfplotter\tculled",
+            "A\ti/A\ti/A/A.st\ti/A/A.defocus\tc.mrc",
+            "culled-file column",
+        ),
+    ],
+)
+def test_bad_sheet_is_refused_at_parse_time(
+    project: Path, header: str, row: str, message: str
+) -> None:
+    (project / "sheet.tsv").write_text(f"{header}\n{row}\n")
+    cfg = write_config(project / "t.yaml", {"tomograms": {"sheet": "sheet.tsv"}})
+    r = snakemake(project, "-n", "--configfile", str(cfg))
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+
+
+def test_catalog_files() -> None:
+    catalog = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert catalog["usage"]["software-stack-deployment"]["conda"] is True
+    for path in (
+        "config/README.md",
+        "config/config.yaml",
+        "workflow/schemas/sheet.schema.yaml",
+        ".test/config/config.yaml",
+        "workflow/profiles/default/config.yaml",
+    ):
+        assert (REPO / path).is_file(), path

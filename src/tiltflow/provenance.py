@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -176,17 +177,60 @@ class TomogramJob:
     provenance: Path
     upstream: Path | None = None  # provenance of the previous step of this tomogram
     on_error: OnError = "record"
+    #: the step's other output files (side files), replaced by placeholders on failure
+    side_outputs: tuple[str, ...] = ()
+    #: the step's output directories (created before the step runs, emptied on failure)
+    side_dirs: tuple[str, ...] = ()
 
     def record(self, status: str = "ok", reason: str = "") -> Record:
         return provenance_record(
-            self.step, self.name, self.params, self.inputs, [str(self.out_star)], status, reason
+            self.step,
+            self.name,
+            self.params,
+            self.inputs,
+            [str(self.out_star), *self.side_outputs, *self.side_dirs],
+            status,
+            reason,
         )
 
 
+def write_failed_side_output(path: PathLike, name: str, step: str, reason: str) -> None:
+    """Replace one side file of a failed job, so no number of an earlier run survives it: a
+    ``.png`` becomes a figure saying what failed, any other file the marker text of
+    :func:`failed_fragment_text` (a STAR file without data blocks)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".png":
+        from tiltflow.io.atomic import write_with_atomic
+
+        def _save(tmp: Path) -> None:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig = plt.figure(figsize=(6, 1.6))
+            fig.text(0.02, 0.65, f"{name}: no {step} result", fontsize=12, weight="bold")
+            fig.text(0.02, 0.3, one_line(reason)[:110], fontsize=7, wrap=True)
+            fig.savefig(tmp, format="png", dpi=100)
+            plt.close(fig)
+
+        write_with_atomic(path, _save)
+        return
+    write_text_atomic(path, failed_fragment_text(name, step, reason))
+
+
 def record_failure(job: TomogramJob, reason: str) -> Record:
-    """Write the marker fragment and the failed provenance record of ``job``; return the record."""
+    """Write the marker fragment, placeholders for the side outputs
+    (:func:`write_failed_side_output`) and the failed provenance record of ``job``; return the
+    record."""
     log.error("%s failed for tomogram %s: %s", job.step, job.name, one_line(reason))
     write_failed_fragment(job.out_star, job.name, job.step, reason)
+    for side in job.side_outputs:
+        write_failed_side_output(side, job.name, job.step, reason)
+    for d in job.side_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+        Path(d).mkdir(parents=True, exist_ok=True)
     record = job.record("failed", reason)
     write_provenance(job.provenance, record)
     return record
@@ -205,6 +249,8 @@ def run_tomogram_job(
     if job.on_error not in ("record", "fail"):
         raise ConfigError(f"on_tomogram_error must be 'record' or 'fail', got {job.on_error!r}")
     job.out_star.parent.mkdir(parents=True, exist_ok=True)
+    for d in job.side_dirs:
+        Path(d).mkdir(parents=True, exist_ok=True)
     if job.upstream is not None:
         reason = passed_on_reason(read_provenance(job.upstream))
         if reason is not None:
@@ -226,6 +272,75 @@ def run_tomogram_job(
         return record_failure(job, f"{type(exc).__name__}: {exc}")
     if not job.out_star.is_file():
         raise RuntimeError(f"step {job.step} finished but did not write {job.out_star}")
+    absent = [p for p in job.side_outputs if not Path(p).is_file()]
+    if absent:
+        raise RuntimeError(f"step {job.step} finished but did not write {', '.join(absent)}")
     record = job.record()
     write_provenance(job.provenance, record)
     return record
+
+
+def run_summary(
+    names: Sequence[str],
+    steps: Sequence[str] = PIPELINE_STEPS,
+    results: PathLike = "results",
+    qc_html: str | None = "results/qc/summary.html",
+    relion5: str | None = None,
+    error: bool = False,
+) -> str:
+    """What a workflow run left, from the provenance records (workflow onsuccess/onerror):
+
+    ``tiltflow: N of M tomograms done; failed: A (reason), B (reason) (see <qc_html>)`` and
+    where the final set is. A tomogram is done when the last step's record says ok, failed when
+    a record of any step says failed (the first such step gives the reason), and otherwise not
+    finished (after an error: its jobs did not all run).
+    """
+    root = Path(results)
+    done: list[str] = []
+    failed: list[tuple[str, str]] = []
+    unfinished: list[str] = []
+    for name in names:
+        records: list[Record | None] = []
+        for step in steps:
+            path = root / step / name / "provenance.json"
+            try:
+                records.append(read_provenance(path))
+            except InputError:
+                records.append(None)
+        last = records[-1] if records else None
+        if last is not None and is_ok(last):
+            done.append(name)
+            continue
+        bad = next(
+            ((step, r) for step, r in zip(steps, records) if r is not None and not is_ok(r)), None
+        )
+        if bad is not None:
+            why = failure_reason(bad[1])
+            if not why.startswith(tuple(f"{s} failed:" for s in steps)):
+                why = f"{bad[0]} failed: {why}"
+            failed.append((name, why))
+        else:
+            unfinished.append(name)
+    n = len(names)
+    head = (
+        "tiltflow: the workflow stopped with an error (see the log above); "
+        if error
+        else "tiltflow: "
+    )
+    text = f"{head}{len(done)} of {n} tomogram{'s' if n != 1 else ''} done"
+    if failed:
+        text += "; failed: " + ", ".join(f"{nm} ({why})" for nm, why in failed)
+    if unfinished:
+        text += "; not finished: " + ", ".join(unfinished)
+    if qc_html is not None and (failed or unfinished or Path(qc_html).exists()):
+        text += f" (see {qc_html})"
+    lines = [text]
+    final = root / steps[-1] / "tomograms.star"
+    if final.is_file():
+        where = f"tiltflow: final tomogram set (RELION 4): {final.as_posix()}"
+        if relion5 is not None and Path(relion5).is_file():
+            where += f"; RELION 5: {relion5}"
+        lines.append(where)
+    elif not error:
+        lines.append(f"tiltflow: no final set written ({final.as_posix()} is missing)")
+    return "\n".join(lines)

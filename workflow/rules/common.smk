@@ -1,20 +1,26 @@
-# Shared by all rule files — config validation, the tomogram names (read from the sheet at parse
-# time, so no checkpoints are needed) and the resource helpers that turn config["resources"] into
-# each rule's threads / mem_mb / runtime / GPU request.
+# Shared by all rule files — config and sheet validation, the tomogram names and the files each
+# tomogram's jobs read and write (read from the sheet at parse time, so no checkpoints are
+# needed), and the resource helpers that turn config["resources"] into each rule's threads /
+# mem_mb / runtime / GPU request.
 #
-# The sheet is read with the tiltflow library (tiltflow.sheet, the same code the importer uses),
-# so tiltflow must be importable in the environment that runs Snakemake, also when the jobs run
-# in their own conda environment (--sdm conda). README's install command, pip install -e '.[test]',
-# installs tiltflow and Snakemake together.
+# The sheet is read with the tiltflow library (tiltflow.sheet and tiltflow.import_files, the
+# same rules the importer follows), so tiltflow must be importable in the environment that runs
+# Snakemake, also when the jobs run in their own conda environment (--sdm conda). README's
+# install command, pip install -e '.[test]' -c constraints.txt, installs tiltflow and Snakemake
+# together.
 
+import os
 import re
+import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from tiltflow.errors import TiltflowError
-from tiltflow.sheet import is_star_sheet, sheet_names
-
+from tiltflow.import_files import ImportFiles, imod_files, import_files, sheet_rows
+from tiltflow.provenance import run_summary
+from tiltflow.sheet import is_star_sheet, read_sheet, sheet_names
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -47,6 +53,8 @@ GPU_RULES = ("fiducials",)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
+SIMULATED = "results/simulated"
+
 
 # ---------------------------------------------------------------------------------------------
 # step parameters (passed whole to <Params>.from_dict, which rejects unknown keys)
@@ -73,10 +81,38 @@ def check_wildcard_names(names):
                 "workflow wildcard; add a rlnTomoName column (or a 'name' column in a TSV sheet)"
             )
         if not NAME_RE.match(name):
-            raise WorkflowError(f"tomogram name {name!r} cannot be used as a workflow wildcard: names must match {NAME_RE.pattern}")
+            raise WorkflowError(
+                f"tomogram name {name!r} cannot be used as a workflow wildcard: names must match {NAME_RE.pattern}"
+            )
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise WorkflowError(f"duplicate tomogram names in the sheet: {dup}")
+
+
+def import_root():
+    return str(step_params("import").get("root") or "")
+
+
+def validate_sheet(sheet):
+    """Each row of the sheet against workflow/schemas/sheet.schema.yaml (RELION labels, as
+    tiltflow.sheet.read_sheet gives them for either sheet format)."""
+    try:
+        table = read_sheet(sheet)
+    except (OSError, TiltflowError) as exc:
+        raise WorkflowError(f"cannot read the tomogram sheet: {exc}")
+    try:
+        validate(table, schema="../schemas/sheet.schema.yaml", set_default=False)
+    except WorkflowError as exc:
+        raise WorkflowError(
+            f"the tomogram sheet {sheet} does not match workflow/schemas/sheet.schema.yaml "
+            f"(rows counted from 0): {exc}"
+        )
+    if "rlnTomoImportCulledFile" in table.columns:
+        raise WorkflowError(
+            f"the tomogram sheet {sheet} has a culled-file column (rlnTomoImportCulledFile / culled): "
+            "the workflow writes every culled stack to results/import/<name>/culled/ so that it is "
+            "tracked; remove the column (tiltflow import-imod honours it)"
+        )
 
 
 def workflow_tomograms():
@@ -85,8 +121,9 @@ def workflow_tomograms():
     if sheet is None:
         names = [str(n) for n in config["simulate"]["names"]]
     else:
+        validate_sheet(sheet)
         try:
-            names = sheet_names(sheet, root=str(step_params("import").get("root") or ""))
+            names = sheet_names(sheet, root=import_root())
         except (OSError, TiltflowError) as exc:
             raise WorkflowError(f"cannot read the tomogram sheet: {exc}")
     check_wildcard_names(names)
@@ -94,7 +131,9 @@ def workflow_tomograms():
     if select:
         unknown = [n for n in select if n not in names]
         if unknown:
-            raise WorkflowError(f"tomograms.select names {unknown} that are not in the sheet")
+            raise WorkflowError(
+                f"tomograms.select names {unknown} that are not in the sheet"
+            )
         names = [n for n in names if n in set(select)]
     return names
 
@@ -106,13 +145,181 @@ if not TOMOGRAMS:
 
 
 def import_star():
-    """The RELION 4 import STAR every per-tomogram import job reads."""
+    """The sheet every per-tomogram import job reads: the simulated import STAR, or the user's
+    sheet as it is (a RELION 4 import STAR or a TSV sheet: the importer reads both through
+    tiltflow.sheet; rule sheet still writes results/sheet/import.star from a TSV, for RELION).
+    """
     sheet = config["tomograms"]["sheet"]
     if sheet is None:
-        return "results/simulated/import.star"
-    if is_star_sheet(sheet):
-        return sheet
-    return "results/sheet/import.star"
+        return f"{SIMULATED}/import.star"
+    return sheet
+
+
+# ---------------------------------------------------------------------------------------------
+# the files each tomogram's jobs read (known at parse time: every one is a declared input)
+
+#: what rule simulate writes for each name (tiltflow.simulate.imod_files.write_imod_project)
+SIMULATED_FILES = (
+    "{name}.mrc",
+    "{name}.xf",
+    "{name}.tlt",
+    "newst.com",
+    "tilt.com",
+    "{name}.defocus",
+    "{name}_order_list.csv",
+    "{name}.mrc.mdoc",
+    "truth.json",
+)
+
+
+def simulated_outputs():
+    """Every file of the simulated IMOD projects."""
+    return [
+        f"{SIMULATED}/{name}/{f.format(name=name)}"
+        for name in config["simulate"]["names"]
+        for f in SIMULATED_FILES
+    ]
+
+
+def simulated_import_files(name):
+    """The import files of a simulated tilt series (written by rule simulate)."""
+    d = Path(SIMULATED) / name
+    sim = config["simulate"]["params"]
+    opts = step_params("import")
+    stack = d / f"{name}.mrc"
+    imod, _ = imod_files(
+        d,
+        stack,
+        opts.get("newst_com", "newst.com"),
+        opts.get("tilt_com", "tilt.com"),
+        bool(opts.get("x_axis_tilt", False)),
+    )
+    mdoc = sim.get("dose_profile", "equal") != "equal"
+    return ImportFiles(
+        name=name,
+        stack=stack,
+        imod=imod,
+        ctf=d / f"{name}.defocus",
+        acquisition=d / (f"{name}.mrc.mdoc" if mdoc else f"{name}_order_list.csv"),
+        excluded_views=tuple(int(v) for v in sim.get("excluded_views") or ()),
+    )
+
+
+def workflow_import_files():
+    sheet = config["tomograms"]["sheet"]
+    if sheet is None:
+        return {n: simulated_import_files(n) for n in TOMOGRAMS}
+    opts = step_params("import")
+    try:
+        return import_files(
+            sheet,
+            root=import_root(),
+            newst_com=opts.get("newst_com", "newst.com"),
+            tilt_com=opts.get("tilt_com", "tilt.com"),
+            order_list=opts.get("order_list"),
+            x_axis_tilt=bool(opts.get("x_axis_tilt", False)),
+            names=TOMOGRAMS,
+        )
+    except (OSError, TiltflowError) as exc:
+        raise WorkflowError(f"cannot read the tomogram sheet: {exc}")
+
+
+IMPORT_FILES = workflow_import_files()
+
+#: each tomogram's sheet row ({label: text}), a parameter of its import job: editing one row of
+#: the sheet re-runs that tomogram only (the sheet file itself is an ancient() input)
+SHEET_ROWS = (
+    {}
+    if config["tomograms"]["sheet"] is None
+    else sheet_rows(config["tomograms"]["sheet"], import_root())
+)
+
+
+def tracked(paths):
+    """Inputs from the sheet: with a sheet, only the files that exist (a missing one makes that
+    tomogram's import fail, which is recorded, instead of stopping the whole workflow; when it
+    appears, the changed set of inputs re-runs the job); simulated files are all produced.
+    """
+    paths = [str(p) for p in paths]
+    if config["tomograms"]["sheet"] is None:
+        return paths
+    return [p for p in paths if os.path.exists(p)]
+
+
+def warn_missing_inputs():
+    if config["tomograms"]["sheet"] is None:
+        return
+    missing = {
+        n: [str(p) for p in f.reads if not os.path.exists(p)]
+        for n, f in IMPORT_FILES.items()
+    }
+    missing = {n: m for n, m in missing.items() if m}
+    if missing:
+        shown = "; ".join(f"{n}: {', '.join(m)}" for n, m in list(missing.items())[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        print(
+            f"tiltflow: {len(missing)} tomogram(s) name input files that do not exist ({shown}{more}); "
+            "their import will fail and be recorded",
+            file=sys.stderr,
+        )
+
+
+warn_missing_inputs()
+
+
+def culled_dir(name):
+    """Where the import writes the culled stack of a tomogram with excluded views."""
+    return f"results/import/{name}/culled"
+
+
+def tilt_series_input(name):
+    """The stack the later steps of a tomogram read: the import's culled stack (its directory)
+    when tilt.com excludes views, else the raw stack."""
+    files = IMPORT_FILES[name]
+    if files.excluded_views:
+        return [culled_dir(name)]
+    return tracked([files.stack])
+
+
+def import_reads(wildcards):
+    return tracked(IMPORT_FILES[wildcards.name].reads)
+
+
+def sheet_input():
+    """The sheet; a user's sheet is ancient(): each import job has its own row as a parameter
+    instead, so editing one row re-runs one tomogram. (Snakemake skips the parameter check of a
+    job whose ancient() input is made by a job that runs, so the import reads the user's file,
+    not rule sheet's STAR.)"""
+    if config["tomograms"]["sheet"] is None:
+        return import_star()
+    return ancient(import_star())
+
+
+def sheet_row(wildcards):
+    return SHEET_ROWS.get(wildcards.name, {})
+
+
+def fiducials_reads(wildcards):
+    """The stack (and the import's culled-stack folder), and with fiducials source imod the IMOD model, .prexg and the tilt.com next to
+    the model (tiltflow.fiducials.step.fiducials_from_imod)."""
+    name = wildcards.name
+    # the culled-stack folder always (empty when nothing is culled), so that deleting it re-runs
+    # the import like any other output
+    files = [culled_dir(name), *tilt_series_input(name)]
+    files = list(dict.fromkeys(files))
+    params = step_params("fiducials")
+    if params.get("source") == "imod":
+        imod = []
+        fid = str(params.get("imod_fid") or "").replace("{name}", name)
+        if fid:
+            imod.append(fid)
+            if params.get("imod_excluded_views") is None:
+                imod.append(str(Path(fid).parent / "tilt.com"))
+        prexg = str(params.get("imod_prexg") or "").replace("{name}", name)
+        if prexg:
+            imod.append(prexg)
+        files += [p for p in imod if os.path.exists(p)]
+    return files
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,13 +347,31 @@ def rule_threads(rule):
     return int(threads)
 
 
+def _scaled_by_attempt(base):
+    """base × attempt: a job retried (profile `retries`) after SLURM killed it for memory or
+    time asks for twice as much, then three times, ..."""
+
+    def scaled(wildcards, attempt):
+        return int(base) * int(attempt)
+
+    return scaled
+
+
+#: resources that grow with the attempt
+SCALED_RESOURCES = ("mem_mb", "runtime")
+
+
 def rule_resources(rule):
     """mem_mb, runtime (minutes) and scheduler keys of a rule: resources.default, then the
-    step's entry, then the rule's own entry; GPU rules add resources.gpu (gpu, gpu_model,
-    slurm_partition) when device is gpu or auto."""
+    step's entry, then the rule's own entry; mem_mb and runtime are multiplied by the attempt;
+    GPU rules add resources.gpu (gpu, gpu_model, slurm_partition) when device is gpu or auto.
+    """
     out = {}
     for layer in _resource_layers(rule):
         out.update({k: v for k, v in layer.items() if k != "threads" and v is not None})
+    for key in SCALED_RESOURCES:
+        if key in out:
+            out[key] = _scaled_by_attempt(out[key])
     if uses_gpu(rule):
         gpu = config["resources"].get("gpu") or {}
         out["gpu"] = int(gpu.get("gpu", 1))
@@ -176,11 +401,63 @@ def step_provenance(step, name):
     return f"results/{step}/{name}/provenance.json"
 
 
+#: every output of the per-tomogram jobs: all are targets, so that deleting any of them (a side
+#: file too, whose consumers are up to date) re-creates it
+TOMOGRAM_OUTPUTS = (
+    "results/import/{name}/tomograms.star",
+    "results/import/{name}/provenance.json",
+    "results/import/{name}/culled",
+    "results/fiducials/{name}/tomograms.star",
+    "results/fiducials/{name}/provenance.json",
+    "results/fiducials/{name}/fiducials_{name}.star",
+    "results/fiducials/{name}/tracks_{name}.star",
+    "results/align/{name}/tomograms.star",
+    "results/align/{name}/provenance.json",
+    "results/align/{name}/fiducials_{name}.star",
+    "results/align/{name}/tracks_{name}.star",
+    "results/align/{name}/align_{name}.star",
+    "results/align/{name}/align_{name}.png",
+    "results/ice/{name}/tomograms.star",
+    "results/ice/{name}/provenance.json",
+    "results/ice/{name}/ice_{name}.star",
+    "results/ice/{name}/ice_{name}.png",
+)
+
+
 def final_targets():
     targets = [f"results/{step}/tomograms.star" for step in STEPS]
+    targets += expand(TOMOGRAM_OUTPUTS, name=TOMOGRAMS)
+    sheet = config["tomograms"]["sheet"]
+    if sheet is None:
+        targets += [f"{SIMULATED}/import.star", f"{SIMULATED}/provenance.json"]
+        targets += simulated_outputs()
+    elif not is_star_sheet(sheet):
+        targets.append("results/sheet/import.star")
     if config["qc"]["enabled"]:
         targets += ["results/qc/summary.tsv", "results/qc/summary.html"]
         targets += expand("results/qc/{name}.png", name=TOMOGRAMS)
+        targets += expand("results/qc/{name}.json", name=TOMOGRAMS)
     if config["export"]["relion5"]:
         targets.append("results/relion5")
     return targets
+
+
+# ---------------------------------------------------------------------------------------------
+# what a run did (onsuccess / onerror in workflow/Snakefile)
+
+
+def print_run_summary(error=False):
+    print(
+        run_summary(
+            TOMOGRAMS,
+            steps=STEPS,
+            qc_html="results/qc/summary.html" if config["qc"]["enabled"] else None,
+            relion5=(
+                "results/relion5/tomograms.star"
+                if config["export"]["relion5"]
+                else None
+            ),
+            error=error,
+        ),
+        file=sys.stderr,
+    )

@@ -7,22 +7,25 @@ rule fiducials:
     input:
         star="results/import/{name}/tomograms.star",
         provenance="results/import/{name}/provenance.json",
+        files=fiducials_reads,
     output:
         star="results/fiducials/{name}/tomograms.star",
         provenance="results/fiducials/{name}/provenance.json",
-    params:
-        step="fiducials",
-        params=step_params("fiducials"),
-        on_error=config["on_tomogram_error"],
+        fiducials="results/fiducials/{name}/fiducials_{name}.star",
+        tracks="results/fiducials/{name}/tracks_{name}.star",
     log:
         rule_log("fiducials", "{name}"),
     benchmark:
         rule_benchmark("fiducials", "{name}")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("fiducials")
     resources:
         **rule_resources("fiducials"),
-    conda:
-        "../../envs/tiltflow.yaml"
+    params:
+        step="fiducials",
+        params=step_params("fiducials"),
+        on_error=config["on_tomogram_error"],
     script:
         "../scripts/fiducials.py"
 
@@ -33,16 +36,16 @@ rule gather_fiducials:
         provenance=expand("results/fiducials/{name}/provenance.json", name=TOMOGRAMS),
     output:
         star="results/fiducials/tomograms.star",
+    log:
+        rule_log("gather_fiducials"),
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("gather_fiducials")
+    resources:
+        **rule_resources("gather_fiducials"),
     params:
         step="fiducials",
         params=step_params("fiducials"),
         names=TOMOGRAMS,
-    log:
-        rule_log("gather_fiducials"),
-    threads: rule_threads("gather_fiducials")
-    resources:
-        **rule_resources("gather_fiducials"),
-    conda:
-        "../../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

@@ -1,27 +1,32 @@
 # ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit).
-# Side files in results/ice/{name}/: ice_{name}.star (blocks fit, tilts), ice_{name}.png.
+# Reads the stack and the refined fiducials (bead planes). Side files in results/ice/{name}/:
+# ice_{name}.star (blocks fit, tilts), ice_{name}.png.
 
 
 rule ice:
     input:
         star="results/align/{name}/tomograms.star",
         provenance="results/align/{name}/provenance.json",
+        fiducials="results/align/{name}/fiducials_{name}.star",
+        stack=lambda wildcards: tilt_series_input(wildcards.name),
     output:
         star="results/ice/{name}/tomograms.star",
         provenance="results/ice/{name}/provenance.json",
-    params:
-        step="ice",
-        params=step_params("ice"),
-        on_error=config["on_tomogram_error"],
+        report="results/ice/{name}/ice_{name}.star",
+        png="results/ice/{name}/ice_{name}.png",
     log:
         rule_log("ice", "{name}"),
     benchmark:
         rule_benchmark("ice", "{name}")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("ice")
     resources:
         **rule_resources("ice"),
-    conda:
-        "../../envs/tiltflow.yaml"
+    params:
+        step="ice",
+        params=step_params("ice"),
+        on_error=config["on_tomogram_error"],
     script:
         "../scripts/ice.py"
 
@@ -32,16 +37,16 @@ rule gather_ice:
         provenance=expand("results/ice/{name}/provenance.json", name=TOMOGRAMS),
     output:
         star="results/ice/tomograms.star",
+    log:
+        rule_log("gather_ice"),
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("gather_ice")
+    resources:
+        **rule_resources("gather_ice"),
     params:
         step="ice",
         params=step_params("ice"),
         names=TOMOGRAMS,
-    log:
-        rule_log("gather_ice"),
-    threads: rule_threads("gather_ice")
-    resources:
-        **rule_resources("gather_ice"),
-    conda:
-        "../../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"

@@ -25,7 +25,7 @@ rule qc:
     resources:
         **rule_resources("qc"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/qc.py"
 
@@ -57,6 +57,6 @@ rule qc_summary:
     resources:
         **rule_resources("qc_summary"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/qc_summary.py"

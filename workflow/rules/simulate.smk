@@ -4,25 +4,27 @@
 
 rule simulate:
     output:
-        star="results/simulated/import.star",
-    params:
-        params=config["simulate"]["params"],
-        names=config["simulate"]["names"],
+        star=f"{SIMULATED}/import.star",
+        provenance=f"{SIMULATED}/provenance.json",
+        files=simulated_outputs(),
     log:
         rule_log("simulate"),
     benchmark:
         rule_benchmark("simulate")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("simulate")
     resources:
         **rule_resources("simulate"),
-    conda:
-        "../../envs/tiltflow.yaml"
+    params:
+        params=config["simulate"]["params"],
+        names=config["simulate"]["names"],
     script:
         "../scripts/simulate.py"
 
 
 # A tab-separated sheet (name, imod_dir, tilt_series, ctfplotter, ...) becomes a RELION 4 import
-# STAR, so the importer always reads the format relion_tomo_import_tomograms reads.
+# STAR (the format relion_tomo_import_tomograms reads; the import jobs read the TSV itself).
 rule sheet:
     input:
         tsv=config["tomograms"]["sheet"] or "config/no-sheet.tsv",
@@ -30,10 +32,10 @@ rule sheet:
         star="results/sheet/import.star",
     log:
         rule_log("sheet"),
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("sheet")
     resources:
         **rule_resources("sheet"),
-    conda:
-        "../../envs/tiltflow.yaml"
     script:
         "../scripts/sheet.py"

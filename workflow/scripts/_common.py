@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -49,15 +49,38 @@ def fail_cleanly(step: str, exc: BaseException) -> NoReturn:
     sys.exit(f"tiltflow {step}: error: {exc}")
 
 
-def run_tomogram_step(snakemake: Any, call: Callable[[str, Path, Mapping[str, Any]], None]) -> None:
+def key_numbers(log: logging.Logger, step: str, name: str, numbers: Mapping[str, str]) -> None:
+    """One log line with the step's key numbers (``<step> <name> key numbers: a: x; b: y``)."""
+    text = "; ".join(f"{k}: {v}" for k, v in numbers.items())
+    log.info("%s %s key numbers: %s", step, name, text or "none")
+
+
+def side_outputs(
+    snakemake: Any, dirs: Sequence[str] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The job's outputs other than ``star`` and ``provenance``: (files, directories ``dirs``)."""
+    main = {str(snakemake.output.star), str(snakemake.output.provenance), *map(str, dirs)}
+    files = tuple(str(p) for p in snakemake.output if str(p) not in main)
+    return files, tuple(str(d) for d in dirs)
+
+
+def run_tomogram_step(
+    snakemake: Any,
+    call: Callable[[str, Path, Mapping[str, Any]], None],
+    summarize: Callable[[str, Path], Mapping[str, str]] | None = None,
+    dirs: Sequence[str] = (),
+) -> None:
     """Run one per-tomogram step job (``tiltflow.provenance.run_tomogram_job``) from a rule
-    with output ``star``, ``provenance``, optional input ``provenance`` and params ``step``,
-    ``params``, ``on_error``."""
+    with output ``star``, ``provenance`` (and side files / directories, replaced by
+    placeholders when the tomogram fails), optional input ``provenance`` and params ``step``,
+    ``params``, ``on_error``. ``dirs`` are the outputs that are directories; ``summarize(name,
+    out_dir)`` gives the key numbers logged after a successful step."""
     log = setup_logging(snakemake)
     from tiltflow.errors import ConfigError, TiltflowError
     from tiltflow.provenance import TomogramJob, run_tomogram_job
 
     upstream = getattr(snakemake.input, "provenance", None)
+    files, dirs = side_outputs(snakemake, dirs)
     job = TomogramJob(
         step=str(snakemake.params.step),
         name=str(snakemake.wildcards.name),
@@ -67,6 +90,8 @@ def run_tomogram_step(snakemake: Any, call: Callable[[str, Path, Mapping[str, An
         provenance=Path(str(snakemake.output.provenance)),
         upstream=Path(str(upstream)) if upstream else None,
         on_error=str(getattr(snakemake.params, "on_error", "record")),  # type: ignore[arg-type]
+        side_outputs=files,
+        side_dirs=dirs,
     )
     try:
         record = run_tomogram_job(job, call)
@@ -75,4 +100,39 @@ def run_tomogram_step(snakemake: Any, call: Callable[[str, Path, Mapping[str, An
         sys.exit(f"tiltflow {job.step}: configuration error in config key {job.step}.params: {exc}")
     except TiltflowError as exc:
         fail_cleanly(f"{job.step} ({job.name})", exc)
+    if record["status"] == "ok" and summarize is not None:
+        try:
+            numbers = summarize(job.name, job.out_star.parent)
+        except Exception as exc:  # the numbers are for the log only
+            numbers = {"not available": f"{type(exc).__name__}: {exc}"}
+        key_numbers(log, job.step, job.name, numbers)
+    elif record["status"] != "ok":
+        key_numbers(log, job.step, job.name, {"failed": str(record["reason"])})
     log.info("%s %s: %s", job.step, job.name, record["status"])
+
+
+def fmt_range(values: Any, fmt: str = "{:.3g}") -> str:
+    """``lo..hi`` of the finite values (``n/a`` when there are none)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return "n/a"
+    return f"{fmt.format(v.min())}..{fmt.format(v.max())}"
+
+
+def star_column(path: str | Path, block: str, label: str) -> Any:
+    """Column ``label`` of ``block`` of a STAR file as floats (empty when absent)."""
+    import numpy as np
+    import pandas as pd
+
+    from tiltflow.io.star import read_star
+
+    blocks = read_star(path)
+    df = blocks.get(block)
+    if df is None and len(blocks) == 1:
+        df = next(iter(blocks.values()))
+    if df is None or label not in df.columns:
+        return np.empty(0)
+    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)

@@ -1,6 +1,6 @@
 """Workflow script of rule align: refine the projection matrices of one tomogram against its beads."""
 
-from _common import run_tomogram_step
+from _common import run_tomogram_step, star_column
 
 
 def call(name, out_dir, params):
@@ -9,4 +9,18 @@ def call(name, out_dir, params):
     run_align(str(snakemake.input.star), str(out_dir), AlignParams.from_dict(params), names=[name])  # noqa: F821
 
 
-run_tomogram_step(snakemake, call)  # noqa: F821
+def summarize(name, out_dir):
+    import numpy as np
+
+    before = star_column(snakemake.input.tracks, "tracks", "tfResidual")  # noqa: F821
+    after = star_column(snakemake.output.report, "summary", "tfMeanResidualPx")  # noqa: F821
+    outliers = star_column(snakemake.output.report, "summary", "tfNOutliers")  # noqa: F821
+    b = float(np.nanmean(before)) if np.isfinite(before).any() else float("nan")
+    a = float(after[0]) if after.size else float("nan")
+    return {
+        "mean bead residual": f"{b:.3f} -> {a:.3f} px",
+        "outliers": str(int(outliers[0])) if outliers.size else "n/a",
+    }
+
+
+run_tomogram_step(snakemake, call, summarize)  # noqa: F821

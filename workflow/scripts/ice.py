@@ -1,14 +1,33 @@
 """Workflow script of rule ice: per-tilt scale factors from the ice thickness of one tomogram."""
 
-from _common import run_tomogram_step
+from _common import fmt_range, run_tomogram_step, star_column
 
 
 def call(name, out_dir, params):
     from tiltflow.ice import IceParams, run_estimate_ice
 
     run_estimate_ice(
-        str(snakemake.input.star), str(out_dir), IceParams.from_dict(params), names=[name]
-    )  # noqa: F821
+        str(snakemake.input.star),  # noqa: F821
+        str(out_dir),
+        IceParams.from_dict(params),
+        names=[name],
+    )
 
 
-run_tomogram_step(snakemake, call)  # noqa: F821
+def summarize(name, out_dir):
+    from tiltflow.io.star import read_star
+    from tiltflow.io.tomograms import read_tomogram_set
+
+    fit = read_star(snakemake.output.report).get("fit")  # noqa: F821
+    status = str(fit["tfStatus"].iloc[0]) if fit is not None and "tfStatus" in fit else "n/a"
+    rel = star_column(snakemake.output.report, "fit", "tfRelativeThickness")  # noqa: F821
+    nm = star_column(snakemake.output.report, "fit", "tfThicknessNm")  # noqa: F821
+    tomo = read_tomogram_set(snakemake.output.star)[name]  # noqa: F821
+    return {
+        "fit": status,
+        "thickness": f"{nm[0]:.1f} nm (t/λ {rel[0]:.3f})" if nm.size and rel.size else "n/a",
+        "scale factors": fmt_range(tomo.ctf_scale),
+    }
+
+
+run_tomogram_step(snakemake, call, summarize)  # noqa: F821
