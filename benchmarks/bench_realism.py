@@ -59,16 +59,6 @@ def run_case(preset: str, seed: int, size: int, work: Path) -> dict:
     kept = np.array([v for v in range(truth.proj.shape[0]) if v + 1 not in set(truth.excluded_views)])
     radii = truth.bead_radii_A if truth.bead_radii_A.size else np.full(len(truth.beads_3d), truth.bead_radius_A)
     declared = np.abs(radii / truth.bead_radius_A - 1) < 0.25
-    found = read_fiducials(read_tomogram_set("fid/tomograms.star")["TS_01"].extra["rlnTomoFiducialsStarFile"], tomo.pixel_size)
-    d = np.linalg.norm(found[:, None, :] - truth.beads_3d[None], axis=2) if found.size else np.zeros((0, len(radii)))
-    match = d.min(axis=1) < 3.0 if d.size else np.zeros(0, bool)
-    which = d.argmin(axis=1) if d.size else np.zeros(0, int)
-    hit = np.zeros(len(radii), bool)
-    hit[which[match]] = True
-    recall = float(hit[declared].mean()) if declared.any() else float("nan")
-    fp = int((~match).sum())
-    precision = float(match.sum() / max(len(found), 1))
-    other_found = int(hit[~declared].sum())
     # the refined 3D beads through the refined matrices, against the true 2D positions (the
     # refined world is gauge-fixed to the imported one, so the true 3D beads cannot be used)
     ali = read_tomogram_set("ali/tomograms.star")["TS_01"]
@@ -78,9 +68,16 @@ def run_case(preset: str, seed: int, size: int, work: Path) -> dict:
     vis = truth.visible[kept]
     dist = np.linalg.norm(pred[:, :, None, :] - true2d[:, None, :, :], axis=-1)
     mean_dist = np.nanmean(np.where(vis[:, None, :], dist, np.nan), axis=0)  # (found, m)
-    best = np.argmin(mean_dist, axis=0)
-    ok = (mean_dist[best, np.arange(true2d.shape[1])] < 3.0) & declared
+    mean_dist = np.where(np.isfinite(mean_dist), mean_dist, np.inf)
+    best = np.argmin(mean_dist, axis=0) if beads.shape[0] else np.zeros(true2d.shape[1], int)
+    hit = (mean_dist[best, np.arange(true2d.shape[1])] < 3.0) if beads.shape[0] else np.zeros(true2d.shape[1], bool)
+    ok = hit & declared
     err = np.linalg.norm(pred[:, best[ok], :] - true2d[:, ok, :], axis=-1)[vis[:, ok]]
+    recall = float(hit[declared].mean()) if declared.any() else float("nan")
+    real = mean_dist.min(axis=1) < 3.0 if beads.shape[0] else np.zeros(0, bool)
+    fp = int((~real).sum())
+    precision = float(real.mean()) if real.size else float("nan")
+    other_found = int(hit[~declared].sum())
     scale_err = float(np.max(np.abs(tomo.ctf_scale / truth.scale_factor[kept] - 1)))
     t_fit = float(tomo.extra.get("rlnTomoRelativeIceThickness", np.nan))
     return {

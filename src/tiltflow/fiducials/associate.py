@@ -58,6 +58,12 @@ class AssociationParams:
     extra_passes: int = 3
     #: a bead whose median anisotropy over its views exceeds this is not a bead (edge, line)
     max_anisotropy: float = 0.2
+    #: a bead scoring below this fraction of the 75th-percentile score is dropped when it is also
+    #: more anisotropic than ``strict_anisotropy`` or its radius is off by more than
+    #: ``strict_radius_tolerance`` (relative): weak, not-quite-round specimen features
+    weak_score_fraction: float = 0.25
+    strict_anisotropy: float = 0.1
+    strict_radius_tolerance: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -436,6 +442,17 @@ def associate(
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_sig = np.nanmean(sig, axis=1) if sig.shape[0] else np.zeros(0)
     score = np.nan_to_num(mean_sig) * np.minimum(frac, 1.0)
+    # weak AND not quite bead-like: dense specimen (ribosome clumps, vesicle rims) that the
+    # matched filter and the 3D test let through; a weak but perfectly bead-like track stays
+    if score.size >= 4:
+        ref_score = float(np.percentile(score, 75))
+        weak = score < params.weak_score_fraction * ref_score
+        off_shape = (aniso > params.strict_anisotropy) | (
+            np.abs(radius / radius_px - 1.0) > params.strict_radius_tolerance
+        )
+        keep2 = ~(weak & off_shape)
+        xyz, obs, sig, in_img, score = xyz[keep2], obs[keep2], sig[keep2], in_img[keep2], score[keep2]
+        radius, aniso = radius[keep2], aniso[keep2]
     order = np.argsort(-score, kind="stable")
     return Beads(
         xyz=xyz[order],
