@@ -76,8 +76,11 @@ def flat_field_bin(h: int, w: int, max_side: int = FLAT_FIELD_BINNED_SIDE) -> in
 
 
 #: Otsu separation (between-class / total variance) above which a window is two regions (a
-#: unimodal, Gaussian-like distribution gives 2/π ≈ 0.64, a clean two-level image ≈ 1)
-TWO_REGION_ETA = 0.8
+#: unimodal, Gaussian-like distribution gives 2/π ≈ 0.64, a clean two-level image ≈ 1; cellular
+#: clutter over a film edge gives 0.7-0.8)
+TWO_REGION_ETA = 0.7
+#: the non-ice regions are found on the window smoothed by (window side / this), binned px
+REGION_SMOOTH_DIVISOR = 24.0
 #: least relative transmission step between the regions (carbon, grid bar vs ice)
 TWO_REGION_STEP = 0.03
 
@@ -249,6 +252,9 @@ def measure_intensities(
     mask_r = bead_mask_factor * bead_radius_px / bm  # binned px
     smooth_sigma = max(1.0, 0.5 * bead_radius_px / bm)
     dilate = _disc(max(1.0, bead_radius_px / bm))
+    # carbon / grid bar are large regions: found on the window smoothed at a scale that blurs
+    # cellular clutter (objects of tens of nm) but keeps a straight edge
+    region_sigma = max(2 * smooth_sigma, min(hb, wb) / REGION_SMOOTH_DIVISOR)
     bff = flat_field_bin(h, w)
 
     raw_mean = np.empty(n)
@@ -300,7 +306,7 @@ def measure_intensities(
         sm = ndimage.gaussian_filter(img, smooth_sigma, mode="nearest")
         # carbon film, grid-bar shadow: the darker of two regions, with a margin of a bead
         # radius plus the smoothing for the transition
-        other = non_ice_mask(ndimage.gaussian_filter(img, 2 * smooth_sigma, mode="nearest"), keep)
+        other = non_ice_mask(ndimage.gaussian_filter(img, region_sigma, mode="nearest"), keep)
         if other.any():
             keep &= ~ndimage.binary_dilation(other, structure=_disc(2 * smooth_sigma + 1))
         vals = sm[keep]
