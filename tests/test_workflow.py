@@ -161,8 +161,11 @@ def test_conda_env_matches_constraints() -> None:
         for d in deps
     )
     assert sorted(p for p in pip if "==" in p) == expected
-    # pip resolves -e relative to workflow/envs/: the repository root
-    assert "-e ../.." in pip
+    # no relative install (Snakemake copies the file away from the repository): the scripts put
+    # the checkout's src/ first on sys.path instead
+    assert not any(p.startswith("-e") for p in pip)
+    common = (REPO / "workflow" / "scripts" / "_common.py").read_text()
+    assert "REPO_SRC" in common and "sys.path.insert(0" in common
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for env_path in re.findall(r'conda:\s*"([^"]+)"', smk.read_text()):
             assert (smk.parent / env_path).resolve() == (

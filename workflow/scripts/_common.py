@@ -14,6 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+#: this checkout's package sources (workflow/scripts/ -> repository root / src): first on the
+#: path, so a job runs the tiltflow of the workflow it belongs to (also in a --sdm conda env,
+#: which holds the dependencies only)
+REPO_SRC = Path(__file__).resolve().parents[2] / "src"
+if (REPO_SRC / "tiltflow" / "__init__.py").is_file() and str(REPO_SRC) not in sys.path:
+    sys.path.insert(0, str(REPO_SRC))
+
 
 def setup_logging(snakemake: Any) -> logging.Logger:
     """Send logging, stdout and stderr (Python and C level) to ``snakemake.log[0]``; cap the
