@@ -20,7 +20,7 @@ a { color: var(--accent); }
          font-weight: 600; color: #fff; background: var(--ok); vertical-align: middle; }
 .badge.failed { background: var(--bad); }
 .badge.flagged { background: var(--warn); }
-.flag { display: inline-block; margin: 1px 3px 1px 0; padding: 0 6px; border-radius: 8px;
+.flag { display: inline-block; white-space: nowrap; margin: 1px 3px 1px 0; padding: 0 6px; border-radius: 8px;
         font-size: 12px; background: var(--bg-warn); color: #6b3d00; border: 1px solid #f0c98a; }
 .flag.bad { background: var(--bg-bad); color: var(--bad); border-color: #f3b2bb; }
 .attention { border: 1px solid #f0c98a; background: #fffaf0; border-radius: 6px; padding: 8px 14px; }
@@ -28,8 +28,9 @@ a { color: var(--accent); }
 .allgood { border: 1px solid #a9d8b5; background: #f1faf3; border-radius: 6px; padding: 8px 14px; }
 .controls { display: flex; gap: 14px; align-items: center; flex-wrap: wrap; margin: 6px 0 8px; }
 .controls input[type=search] { width: 22em; padding: 4px 8px; }
-table.data { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-table.data th, table.data td { border-bottom: 1px solid var(--line); padding: 4px 8px;
+table.data { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums;
+             font-size: 13px; }
+table.data th, table.data td { border-bottom: 1px solid var(--line); padding: 4px 6px;
         text-align: right; white-space: nowrap; }
 table.data th:first-child, table.data td:first-child,
 table.data th.text, table.data td.text { text-align: left; }
@@ -53,7 +54,8 @@ table.kv td { padding: 2px 14px 2px 0; font-variant-numeric: tabular-nums; }
 figure { margin: 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eceef1; }
 figcaption { color: var(--muted); font-size: 13px; max-width: 75em; margin-top: 3px; }
-.na { color: var(--muted); font-style: italic; border: 1px dashed var(--line); padding: 10px 14px; }
+.na { color: var(--muted); border: 1px dashed var(--line); padding: 4px 14px; margin-top: 16px; }
+.na p { margin: 6px 0; }
 .pager { display: flex; gap: 12px; align-items: center; }
 .reasons { margin: 6px 0 0 0; padding-left: 20px; }
 .reasons li { color: var(--bad); }

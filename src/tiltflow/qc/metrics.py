@@ -459,7 +459,7 @@ def flag_reasons(qc: TomogramQC, th: Thresholds) -> dict[str, str]:
             out["missing"] = "not in the final tomogram set"
         else:
             out["failed"] = "a step failed"
-        out[f"failed_{failed}"] = f"{failed} failed: {why}"
+        out[f"failed_{failed}"] = why
     if qc.status.get("fiducials") == "ok":
         if qc.n_beads is not None and qc.n_beads < th.min_beads:
             out["few_beads"] = f"{qc.n_beads} beads in 3D, fewer than {th.min_beads}"
@@ -491,8 +491,6 @@ def flag_reasons(qc: TomogramQC, th: Thresholds) -> dict[str, str]:
             or status not in ("ok", "fitted", "1", "true")
         ):
             out["ice_fit_failed"] = f"no usable ice fit (status {status}, thickness {t})"
-    elif qc.status.get("ice") == "failed" and qc.status.get("align") == "ok":
-        out["ice_fit_failed"] = "the ice step failed"
     return out
 
 

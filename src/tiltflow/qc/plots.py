@@ -312,7 +312,8 @@ def fig_beads(qc: TomogramQC, th: Thresholds) -> Any:
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.09), fontsize=9)
     else:
-        ax.text(0.5, -0.1, "no beads tracked", transform=ax.transAxes, ha="center")
+        ax.text(0.5, 0.97, "no beads tracked", transform=ax.transAxes, ha="center", va="top",
+                color="white", fontsize=11, path_effects=_outline())  # fmt: skip
 
     # three beads enlarged: median, 90th percentile and largest imported offset
     chosen: list[int] = []
@@ -441,8 +442,7 @@ def fig_gallery(qc: TomogramQC, th: Thresholds) -> Any:
     ax.set_position(
         (1.4 / w_in, 0.15 / h_in, cell_in * len(cols) / w_in, cell_in * len(picks) / h_in)
     )
-    cmap = plt.get_cmap("gray").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("gray").with_extremes(bad="white")
     ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.grid(False)
     for x, y, _ in marks:

@@ -177,6 +177,8 @@ def _flags_html(r: Mapping[str, Any]) -> str:
     reasons = r.get("flag_reasons") or {}
     out = []
     for code in r.get("flags") or []:
+        if code == "failed" or code.startswith("failed_"):
+            continue  # the status column says which step failed
         bad = code == "missing" or code.startswith("failed")
         title = reasons.get(code, "")
         out.append(
@@ -214,9 +216,9 @@ def _tilts_cell(r: Mapping[str, Any]) -> tuple[str, str]:
     used = r.get("tilts_refined")
     if used is None:
         used = r.get("tilts_seen")
-    if n is None:
+    if n is None or used is None:
         return "–", ""
-    text = f"{used if used is not None else '–'} / {n}"
+    text = f"{used} / {n}"
     ice = r.get("ice_tilts_used")
     if ice is not None and used is not None and ice != used:
         text += f" (ice {ice})"
@@ -296,6 +298,10 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _unit(text: str, unit: str) -> str:
+    return _e(text) if text == "–" else _e(text + unit)
+
+
 def _kv(rows: Sequence[tuple[str, str]]) -> str:
     return (
         '<table class="kv">'
@@ -308,22 +314,25 @@ def _numbers(r: Mapping[str, Any]) -> str:
     steps = r.get("steps") or {}
     alignment = [
         ("beads in 3D", _num(r.get("n_beads"), "d")),
-        ("tilts", _e(_tilts_cell(r)[0]) + ' <span class="muted">(refined / total)</span>'),
-        ("mean residual, imported alignment", f"{_px(r.get('residual_before_px'))} px"),
-        ("mean residual, refined alignment", f"{_px(r.get('residual_after_px'))} px"),
-        ("largest residual, refined", f"{_px(r.get('residual_max_after_px'))} px"),
-        ("pixel size", f"{_num(r.get('pixel_size_A'), 'g')} Å"),
+        ("tilts", _e(_tilts_cell(r)[0])
+         + (' <span class="muted">(refined / total)</span>' if _tilts_cell(r)[1] else "")),
+        ("mean residual, imported alignment", _unit(_px(r.get("residual_before_px")), " px")),
+        ("mean residual, refined alignment", _unit(_px(r.get("residual_after_px")), " px")),
+        ("largest residual, refined", _unit(_px(r.get("residual_max_after_px")), " px")),
+        ("pixel size", _unit(_num(r.get("pixel_size_A"), "g"), " Å")),
     ]
     t_rel = _fmt_sd(r.get("ice_thickness_rel"), r.get("ice_thickness_sd_rel"))
     ice = [
-        ("ice thickness", _e(_thickness_cell(r)[0]) + " nm"),
+        ("ice thickness", _unit(_thickness_cell(r)[0], " nm")),
         ("… in mean free paths", _e(t_rel)),
-        ("ice normal tilt", _e(_normal_cell(r)[0]) + "°"
+        ("ice normal tilt", _unit(_normal_cell(r)[0], "°")
          + (f' <span class="muted">(from {_e(r["ice_normal_source"])})</span>'
             if r.get("ice_normal_source") else "")),  # fmt: skip
         ("scale factor range", _e(_scale_cell(r)[0])),
         ("ice fit", _e(r.get("ice_fit_status") or "–")),
-        ("steps", ", ".join(f"{_e(s)} {_e(v)}" for s, v in steps.items())),
+        ("steps", ", ".join(
+            f"{_e(STEP_WORDS.get(s, s))} {_e(steps[s])}" for s in STEP_WORDS if s in steps
+        )),  # fmt: skip
     ]
     return f'<div class="cards"><div>{_kv(alignment)}</div><div>{_kv(ice)}</div></div>'
 
@@ -335,11 +344,14 @@ def _truth_table(t: Mapping[str, Any]) -> str:
     def g(k: str, fmt: str = ".3g") -> str:
         return _num(t.get(k), fmt)
 
+    def p(k: str) -> str:
+        return _px(t.get(k))
+
     rows = [
         ("projected beads vs true positions, imported",
-         f"mean {g('reproj_error_imported_mean_px')} px, largest {g('reproj_error_imported_max_px')} px"),
+         f"mean {p('reproj_error_imported_mean_px')} px, largest {p('reproj_error_imported_max_px')} px"),
         ("projected beads vs true positions, refined",
-         f"mean {g('reproj_error_refined_mean_px')} px, largest {g('reproj_error_refined_max_px')} px"),
+         f"mean {p('reproj_error_refined_mean_px')} px, largest {p('reproj_error_refined_max_px')} px"),
         ("tilt-angle error (RMS, mean removed)",
          f"imported {g('tilt_error_imported_rms_deg')}°, refined {g('tilt_error_refined_rms_deg')}°"),
         ("beads found / simulated", f"{g('n_beads_matched', 'g')} / {g('n_beads_true', 'g')}"),
@@ -359,29 +371,34 @@ def _figures_html(
     infos = r.get("figures") or {}
     wide: list[str] = []
     narrow: list[str] = []
+    missing: list[str] = []
     for spec in FIGURES:
         info = infos.get(spec.key)
-        if spec.key == "truth" and (info is None or not info.get("available")):
+        if info is None or (spec.key == "truth" and not info.get("available")):
             continue
-        if info is None:
-            continue
-        title = f"<h3>{_e(spec.title)}</h3>"
         if not info.get("available") or fig_dir is None:
             why = info.get("why") or "no figure"
-            block = f'<figure>{title}<p class="na">not available: {_e(why)}</p></figure>'
-        else:
-            path = fig_dir / info["file"]
-            src = data_uri(path) if embed else rel_prefix + info["file"]
-            block = (
-                f'<figure id="fig-{_e(r["name"])}-{spec.key}">{title}'
-                f'<img src="{src}" alt="{_e(spec.title)} of {_e(r["name"])}" loading="lazy" '
-                f'decoding="async"><figcaption>{_e(spec.caption)}</figcaption></figure>'
-            )
+            missing.append(f"<li><b>{_e(spec.title)}</b>: {_e(why)}</li>")
+            continue
+        path = fig_dir / info["file"]
+        src = data_uri(path) if embed else rel_prefix + info["file"]
+        block = (
+            f'<figure id="fig-{_e(r["name"])}-{spec.key}"><h3>{_e(spec.title)}</h3>'
+            f'<img src="{src}" alt="{_e(spec.title)} of {_e(r["name"])}" loading="lazy" '
+            f'decoding="async"><figcaption>{_e(spec.caption)}</figcaption></figure>'
+        )
         (narrow if spec.key in ("ice", "scale") else wide).append(block)
-    out = '<div class="sheet">' + "".join(wide[:2]) + "</div>"
-    out += '<div class="sheet">' + "".join(wide[2:]) + "</div>" if len(wide) > 2 else ""
+    out = ""
+    if wide:
+        out += '<div class="sheet">' + "".join(wide) + "</div>"
     if narrow:
         out += '<div class="sheet two">' + "".join(narrow) + "</div>"
+    if missing:
+        out += (
+            '<div class="na"><p>Not available for this tomogram:</p><ul>'
+            + "".join(missing)
+            + "</ul></div>"
+        )
     return out
 
 
