@@ -46,6 +46,7 @@ table.data tr.flagged td:first-child { border-left: 4px solid var(--warn); }
 table.data tr.ok td:first-child { border-left: 4px solid transparent; }
 table.kv { border-collapse: collapse; }
 table.kv th { text-align: left; font-weight: 500; color: var(--muted); padding: 2px 14px 2px 0;
+        white-space: nowrap;
         vertical-align: top; }
 table.kv td { padding: 2px 14px 2px 0; font-variant-numeric: tabular-nums; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(330px, 1fr)); gap: 10px 26px; }

@@ -384,7 +384,7 @@ def _figures_html(
         src = data_uri(path) if embed else rel_prefix + info["file"]
         block = (
             f'<figure id="fig-{_e(r["name"])}-{spec.key}"><h3>{_e(spec.title)}</h3>'
-            f'<img src="{src}" alt="{_e(spec.title)} of {_e(r["name"])}" loading="lazy" '
+            f'<img src="{src}" alt="{_e(spec.title)} of {_e(r["name"])}" '
             f'decoding="async"><figcaption>{_e(spec.caption)}</figcaption></figure>'
         )
         (narrow if spec.key in ("ice", "scale") else wide).append(block)
