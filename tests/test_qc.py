@@ -278,19 +278,29 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
         prov, stars, truth = write_synthetic_results(root, c)
         rows.append(
             tomogram_qc(
-                c.name, prov, stars, TH, q / f"{c.name}.png", q / f"{c.name}.json", q / c.name,
+                c.name,
+                prov,
+                stars,
+                TH,
+                q / f"{c.name}.png",
+                q / f"{c.name}.json",
+                q / c.name,
                 truth=truth,
                 step_figures={"align": q / c.name / "step_align.png"},
                 fiducials_copy=q / "final" / f"fiducials_{c.name}.star",
                 results=root / "results",
             )
-        )  # fmt: skip
+        )
         metrics.append(q / f"{c.name}.json")
     dataset_report(
-        metrics, TH, "test", q / "summary.tsv", q / "summary.html",
+        metrics,
+        TH,
+        "test",
+        q / "summary.tsv",
+        q / "summary.html",
         final_star=root / "results" / "ice" / "TS_ok" / "tomograms.star",
         final_copy=q / "final" / "tomograms.star",
-    )  # fmt: skip
+    )
     return root, rows
 
 
@@ -321,7 +331,10 @@ def test_synthetic_flagged_and_failed(synthetic: tuple[Path, list[dict]]) -> Non
     root, rows = synthetic
     high, fail = rows[1], rows[2]
     assert high["flags"] == ["high_residual"]
-    assert "2." in high["flag_reasons"]["high_residual"] and "above 1 px" in high["flag_reasons"]["high_residual"]
+    assert (
+        "2." in high["flag_reasons"]["high_residual"]
+        and "above 1 px" in high["flag_reasons"]["high_residual"]
+    )
     assert fail["status"] == "failed" and fail["flags"] == ["missing", "failed_fiducials"]
     assert fail["flag_reasons"]["failed_fiducials"] == "NoDataError: no beads found"
     missing = {k for k, v in fail["figures"].items() if not v["available"]}
@@ -400,7 +413,9 @@ def test_threshold_sentences_have_no_switches() -> None:
     assert "1 px" in words and "4 beads" in words and "50 %" in words and "enabled" not in words
 
 
-def test_overview_title_wraps_instead_of_cutting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overview_title_wraps_instead_of_cutting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     prov, stars = project(tmp_path, residual=2.5, n_beads=2)
     qc = collect("TS_01", prov, stars)
@@ -419,6 +434,12 @@ def test_every_figure_has_a_report_caption() -> None:
 def test_report_rules_register_every_figure() -> None:
     smk = (REPO / "workflow" / "rules" / "report.smk").read_text()
     assert "qc_figure_outputs()" in smk and "report(" in smk
-    for what in ("results/qc/summary.html", "results/qc/summary.tsv", "results/qc/final/tomograms.star",
-                 "step_align.png", "step_ice.png", "fiducials_{name}.star"):  # fmt: skip
+    for what in (
+        "results/qc/summary.html",
+        "results/qc/summary.tsv",
+        "results/qc/final/tomograms.star",
+        "step_align.png",
+        "step_ice.png",
+        "fiducials_{name}.star",
+    ):
         assert what in smk

@@ -175,9 +175,14 @@ def check_report_pages(d: Any, names: list[str]) -> None:
             assert href == "#overview", href
     assert broken_images(d) == []
     for name in names:
-        d.execute_script("arguments[0].click()", d.find_element("css selector", f'a[data-go="{name}"]'))
-        assert wait_for(d, f"return document.getElementById('tomogram').hidden === false && "
-                           f"document.querySelector('#tomogram h1') !== null")  # fmt: skip
+        d.execute_script(
+            "arguments[0].click()", d.find_element("css selector", f'a[data-go="{name}"]')
+        )
+        assert wait_for(
+            d,
+            "return document.getElementById('tomogram').hidden === false && "
+            "document.querySelector('#tomogram h1') !== null",
+        )
         assert shown_name(d) == name
         assert broken_images(d) == [], name
         n_img = d.execute_script("return document.querySelectorAll('#tomogram img').length")
@@ -208,8 +213,17 @@ def synthetic_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, li
     metrics = []
     for c in cases:
         prov, stars, truth = write_synthetic_results(root, c)
-        tomogram_qc(c.name, prov, stars, TH, q / f"{c.name}.png", q / f"{c.name}.json",
-                    q / c.name, truth=truth, results=root / "results")  # fmt: skip
+        tomogram_qc(
+            c.name,
+            prov,
+            stars,
+            TH,
+            q / f"{c.name}.png",
+            q / f"{c.name}.json",
+            q / c.name,
+            truth=truth,
+            results=root / "results",
+        )
         metrics.append(q / f"{c.name}.json")
     dataset_report(metrics, TH, "test", q / "summary.tsv", q / "summary.html")
     return q / "summary.html", [c.name for c in cases]
@@ -238,9 +252,12 @@ def test_report_links_images_sorting_in_chromium(
     beads = column(d, "beads")
     values = [float(v) for v in beads if v]
     assert values == sorted(values, reverse=True) and beads[-1] == "", beads
-    assert d.execute_script(
-        "return Array.from(document.querySelectorAll('#tomograms th')).filter(t => t.getAttribute('aria-sort')).length"
-    ) == 1
+    assert (
+        d.execute_script(
+            "return Array.from(document.querySelectorAll('#tomograms th')).filter(t => t.getAttribute('aria-sort')).length"
+        )
+        == 1
+    )
     click_header(d, "ice thickness")
     thick = [float(v) for v in column(d, "ice thickness") if v]
     assert thick == sorted(thick) and thick[-1] == 180.0
@@ -289,22 +306,34 @@ SMALL = {
     "simulate": {
         "names": ["TS_01", "TS_02"],
         "params": {
-            "raw_size": [256, 256], "pixel_size": 10.0, "tilt_min": -60.0, "tilt_max": 60.0,
-            "tilt_step": 6.0, "n_beads": 15, "perturb_tilt_deg": 1.0,
-            "perturb_rotation_deg": 0.5, "perturb_shift_px": 5.0, "perturb_mag": 0.01, "seed": 0,
+            "raw_size": [256, 256],
+            "pixel_size": 10.0,
+            "tilt_min": -60.0,
+            "tilt_max": 60.0,
+            "tilt_step": 6.0,
+            "n_beads": 15,
+            "perturb_tilt_deg": 1.0,
+            "perturb_rotation_deg": 0.5,
+            "perturb_shift_px": 5.0,
+            "perturb_mag": 0.01,
+            "seed": 0,
         },
     },
     "export": {"relion5": False},
-}  # fmt: skip
+}
 
 
 def snakemake(cwd: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("SNAKEMAKE_PROFILE", None)
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-        env=env, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +368,10 @@ def _open_qc_report_in_snakemake_report(d: Any, url: str) -> None:
     from selenium.webdriver.common.by import By
 
     d.get(url)
-    assert wait_for(d, "return typeof results !== 'undefined' && document.body.innerText.indexOf('Quality control') >= 0")
+    assert wait_for(
+        d,
+        "return typeof results !== 'undefined' && document.body.innerText.indexOf('Quality control') >= 0",
+    )
 
     def click(text: str) -> None:
         el = d.find_element(By.XPATH, f"//*[normalize-space(text())='{text}']")
@@ -389,11 +421,18 @@ def test_qc_report_inside_snakemake_report(
     paths = set(reg)
     from tiltflow.qc.figures import FIGURES, figure_filename
 
-    expected = {"results/qc/summary.html", "results/qc/summary.tsv", "results/qc/final/tomograms.star"}
+    expected = {
+        "results/qc/summary.html",
+        "results/qc/summary.tsv",
+        "results/qc/final/tomograms.star",
+    }
     for name in ("TS_01", "TS_02"):
-        expected |= {f"results/qc/{name}.png", f"results/qc/{name}/step_align.png",
-                     f"results/qc/{name}/step_ice.png",
-                     f"results/qc/final/fiducials/fiducials_{name}.star"}  # fmt: skip
+        expected |= {
+            f"results/qc/{name}.png",
+            f"results/qc/{name}/step_align.png",
+            f"results/qc/{name}/step_ice.png",
+            f"results/qc/final/fiducials/fiducials_{name}.star",
+        }
         expected |= {f"results/qc/{name}/{figure_filename(f.key)}" for f in FIGURES}
     assert expected <= paths, sorted(expected - paths)
     cats = {v[0] for v in reg.values()}

@@ -22,11 +22,19 @@ rows = dataset_report(
     final_copy=str(out.final),
     files=[
         ("results/ice/tomograms.star", "the final RELION 4 tomogram set"),
-        ("results/align/<name>/fiducials_<name>.star", "refined 3D beads (rlnTomoFiducialsStarFile)"),
+        (
+            "results/align/<name>/fiducials_<name>.star",
+            "refined 3D beads (rlnTomoFiducialsStarFile)",
+        ),
         ("results/qc/summary.tsv", "this table, tab-separated"),
         ("results/qc/<name>/", "the figures of each tomogram as files"),
     ],
 )
 flagged = [r["name"] for r in rows if r["flags"]]
-log.info("%d tomograms, flagged: %s; report %s (%d bytes)", len(rows), ", ".join(flagged) or "none",
-         html, html.stat().st_size)
+log.info(
+    "%d tomograms, flagged: %s; report %s (%d bytes)",
+    len(rows),
+    ", ".join(flagged) or "none",
+    html,
+    html.stat().st_size,
+)

@@ -97,9 +97,14 @@ def png_bytes(fig: Any, colors: int = 40) -> bytes:
 
     buf = io.BytesIO()
     fig.savefig(
-        buf, format="png", dpi=DPI, metadata={"Software": None}, facecolor="white",
-        bbox_inches="tight", pad_inches=0.08,
-    )  # fmt: skip
+        buf,
+        format="png",
+        dpi=DPI,
+        metadata={"Software": None},
+        facecolor="white",
+        bbox_inches="tight",
+        pad_inches=0.08,
+    )
     buf.seek(0)
     with Image.open(buf) as im:
         rgb = im.convert("RGB")
@@ -115,9 +120,14 @@ def jpeg_bytes(fig: Any, quality: int = 65) -> bytes:
 
     buf = io.BytesIO()
     fig.savefig(
-        buf, format="png", dpi=DPI, metadata={"Software": None}, facecolor="white",
-        bbox_inches="tight", pad_inches=0.08,
-    )  # fmt: skip
+        buf,
+        format="png",
+        dpi=DPI,
+        metadata={"Software": None},
+        facecolor="white",
+        bbox_inches="tight",
+        pad_inches=0.08,
+    )
     buf.seek(0)
     with Image.open(buf) as im:
         rgb = im.convert("RGB")
@@ -275,10 +285,14 @@ def fig_beads(qc: TomogramQC, th: Thresholds) -> Any:
     gs = fig.add_gridspec(3, 2, width_ratios=(3.0, 1), hspace=0.32, wspace=0.06)
     ax = fig.add_subplot(gs[:, 0])
     ax.imshow(
-        disp, cmap="gray", vmin=lo, vmax=hi, origin="lower",
+        disp,
+        cmap="gray",
+        vmin=lo,
+        vmax=hi,
+        origin="lower",
         extent=(-0.5, disp.shape[1] * b - 0.5, -0.5, disp.shape[0] * b - 0.5),
         interpolation="antialiased",
-    )  # fmt: skip
+    )
     ax.grid(False)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(-0.5, h - 0.5)
@@ -298,9 +312,15 @@ def fig_beads(qc: TomogramQC, th: Thresholds) -> Any:
         handles.append(hd)
     if obs_f.size:
         (hd,) = ax.plot(
-            obs_f[:, 0], obs_f[:, 1], marker=cross, ls="none", color=C_OBSERVED, ms=ms * 1.25,
-            mew=1.2, label=f"bead detected on this tilt ({obs_f.shape[0]})",
-        )  # fmt: skip
+            obs_f[:, 0],
+            obs_f[:, 1],
+            marker=cross,
+            ls="none",
+            color=C_OBSERVED,
+            ms=ms * 1.25,
+            mew=1.2,
+            label=f"bead detected on this tilt ({obs_f.shape[0]})",
+        )
         handles.insert(0, hd)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
@@ -312,8 +332,17 @@ def fig_beads(qc: TomogramQC, th: Thresholds) -> Any:
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.09), fontsize=9)
     else:
-        ax.text(0.5, 0.97, "no beads tracked", transform=ax.transAxes, ha="center", va="top",
-                color="white", fontsize=11, path_effects=_outline())  # fmt: skip
+        ax.text(
+            0.5,
+            0.97,
+            "no beads tracked",
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            color="white",
+            fontsize=11,
+            path_effects=_outline(),
+        )
 
     # three beads enlarged: median, 90th percentile and largest imported offset
     chosen: list[int] = []
@@ -346,9 +375,14 @@ def fig_beads(qc: TomogramQC, th: Thresholds) -> Any:
         cl, ch = display_range(c, 0.2, 99.8)
         cx, cy = int(round(x)), int(round(y))
         zax.imshow(
-            c, cmap="gray", vmin=cl, vmax=ch, origin="lower", interpolation="nearest",
+            c,
+            cmap="gray",
+            vmin=cl,
+            vmax=ch,
+            origin="lower",
+            interpolation="nearest",
             extent=(cx - half - 0.5, cx + half + 0.5, cy - half - 0.5, cy + half + 0.5),
-        )  # fmt: skip
+        )
         zax.set_xlim(cx - half - 0.5, cx + half + 0.5)
         zax.set_ylim(cy - half - 0.5, cy + half + 0.5)
         zms = _marker_pt(zax, fig, 1.6 * r)
@@ -368,10 +402,25 @@ def _scale_bar_small(ax: Any, half: int, pixel_size_a: float, cx: float, cy: flo
     length_nm = nice_length(0.5 * half * pixel_size_a / 10.0)
     length_px = length_nm * 10.0 / pixel_size_a
     x0, y0 = cx - half + 0.12 * half, cy - half + 0.12 * half
-    ax.plot([x0, x0 + length_px], [y0, y0], "-", color="white", lw=2.5, solid_capstyle="butt",
-            path_effects=_outline())  # fmt: skip
-    ax.text(x0 + length_px / 2, y0 + 0.06 * half, f"{length_nm:g} nm", color="white",
-            ha="center", va="bottom", fontsize=8, path_effects=_outline())  # fmt: skip
+    ax.plot(
+        [x0, x0 + length_px],
+        [y0, y0],
+        "-",
+        color="white",
+        lw=2.5,
+        solid_capstyle="butt",
+        path_effects=_outline(),
+    )
+    ax.text(
+        x0 + length_px / 2,
+        y0 + 0.06 * half,
+        f"{length_nm:g} nm",
+        color="white",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        path_effects=_outline(),
+    )
 
 
 def fig_gallery(qc: TomogramQC, th: Thresholds) -> Any:
@@ -446,11 +495,20 @@ def fig_gallery(qc: TomogramQC, th: Thresholds) -> Any:
     ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.grid(False)
     for x, y, _ in marks:
-        ax.plot([x], [y], "o", mfc="none", mec=C_REFINED, ms=cell_in * 72 * 2.9 * r / bg / size,
-                mew=1.0)  # fmt: skip
+        ax.plot(
+            [x], [y], "o", mfc="none", mec=C_REFINED, ms=cell_in * 72 * 2.9 * r / bg / size, mew=1.0
+        )
     for i, j in missing:
-        ax.text(j * (size + gap) + half, i * (size + gap) + size - 2, "not detected",
-                color="#ff5050", ha="center", va="bottom", fontsize=7.5, path_effects=_outline())  # fmt: skip
+        ax.text(
+            j * (size + gap) + half,
+            i * (size + gap) + size - 2,
+            "not detected",
+            color="#ff5050",
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            path_effects=_outline(),
+        )
     ax.set_xticks([j * (size + gap) + half for j in range(len(cols))])
     ax.set_xticklabels([f"{angles[f]:+.0f}°" for f in cols])
     ax.xaxis.tick_top()
@@ -490,9 +548,14 @@ def fig_residuals(qc: TomogramQC, th: Thresholds) -> Any:
             xa = np.arange(len(after)) if x is None else x
             order = np.argsort(xa, kind="stable")
             ax.plot(
-                np.asarray(xa)[order], np.asarray(after)[order], "o-", ms=3.5, lw=0.8,
-                color=C_AFTER, label="refined alignment",
-            )  # fmt: skip
+                np.asarray(xa)[order],
+                np.asarray(after)[order],
+                "o-",
+                ms=3.5,
+                lw=0.8,
+                color=C_AFTER,
+                label="refined alignment",
+            )
         ax.axhline(th.max_residual_px, color=C_THRESHOLD, ls="--", lw=1, label=thr_label)
         ax.set_yscale("log")
         ax.set_ylim(lo, hi)
@@ -560,27 +623,48 @@ def fig_quiver(qc: TomogramQC, th: Thresholds) -> Any:
         col, row = k % ncol, k // ncol
         x0, y0 = col * pitch, -row * (aspect + gap)
         bad = flagged is not None and np.nan_to_num(flagged[f]) > 0
-        ax.add_patch(_rect(x0, y0, 1.0, aspect, "#d62728" if bad else "#aaaaaa", 1.4 if bad else 0.6))
+        ax.add_patch(
+            _rect(x0, y0, 1.0, aspect, "#d62728" if bad else "#aaaaaa", 1.4 if bad else 0.6)
+        )
         s = tb == f
         X.append(x0 + xs[s] / w)
         Y.append(y0 + ys[s] / w)
         U.append(d[s, 0] * scale)
         V.append(d[s, 1] * scale)
         mean = float(np.mean(mag[s])) if s.any() else math.nan
-        ax.text(x0 + 0.5, y0 + aspect + 0.03, f"{angles[f]:+.0f}°  {mean:.2f} px", ha="center",
-                va="bottom", fontsize=7.5, color="#d62728" if bad else "black")  # fmt: skip
+        ax.text(
+            x0 + 0.5,
+            y0 + aspect + 0.03,
+            f"{angles[f]:+.0f}°  {mean:.2f} px",
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color="#d62728" if bad else "black",
+        )
     Xa, Ya = np.concatenate(X), np.concatenate(Y)
     ax.plot(Xa, Ya, ".", ms=1.5, color="#555555")
     style = {
-        "angles": "xy", "scale_units": "xy", "scale": 1, "color": C_AFTER, "width": 0.0018,
-        "headwidth": 3.2, "headlength": 3.5, "headaxislength": 3.1, "minlength": 0.2,
-    }  # fmt: skip
+        "angles": "xy",
+        "scale_units": "xy",
+        "scale": 1,
+        "color": C_AFTER,
+        "width": 0.0018,
+        "headwidth": 3.2,
+        "headlength": 3.5,
+        "headaxislength": 3.1,
+        "minlength": 0.2,
+    }
     ax.quiver(Xa, Ya, np.concatenate(U), np.concatenate(V), **style)
     ky = -(nrow - 1) * (aspect + gap) - gap * 0.9
     ax.quiver([0.02], [ky], [key_px * scale], [0.0], **style)
-    ax.text(key_px * scale + 0.08, ky, f"= {key_px:g} px residual (arrows magnified "
-            f"×{scale * w:.0f} relative to the image; dot = detected bead)", va="center",
-            fontsize=8.5)  # fmt: skip
+    ax.text(
+        key_px * scale + 0.08,
+        ky,
+        f"= {key_px:g} px residual (arrows magnified "
+        f"×{scale * w:.0f} relative to the image; dot = detected bead)",
+        va="center",
+        fontsize=8.5,
+    )
     ax.set_xlim(-0.03, ncol * pitch)
     ax.set_ylim(-(nrow - 1) * (aspect + gap) - gap * 1.4, aspect + gap * 0.8)
     ax.set_aspect("equal")
@@ -637,9 +721,12 @@ def fig_changes(qc: TomogramQC, th: Thresholds) -> Any:
     ncols = 2
     nrows = int(math.ceil(len(keys) / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(10.5, 3.1 * nrows), squeeze=False,
+        nrows,
+        ncols,
+        figsize=(10.5, 3.1 * nrows),
+        squeeze=False,
         gridspec_kw={"hspace": 0.6, "wspace": 0.42},
-    )  # fmt: skip
+    )
     order = np.argsort(angles, kind="stable")
     colours = ("#1f77b4", "#ff7f0e", "#2ca02c")
     px = qc.pixel_size
@@ -661,8 +748,14 @@ def fig_changes(qc: TomogramQC, th: Thresholds) -> Any:
             sec.set_ylabel("change (nm)")
         if len(series) > 1 or key in ("other",):
             ax.set_title(title, loc="left")
-            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(series),
-                      fontsize=8.5, frameon=False, borderaxespad=0.1)  # fmt: skip
+            ax.legend(
+                loc="lower right",
+                bbox_to_anchor=(1.0, 1.0),
+                ncol=len(series),
+                fontsize=8.5,
+                frameon=False,
+                borderaxespad=0.1,
+            )
     for ax in axes.ravel()[len(keys) :]:
         ax.set_visible(False)
     return fig
@@ -700,7 +793,9 @@ def fig_coverage(qc: TomogramQC, th: Thresholds) -> Any:
             with mrcfile.mmap(str(tomo.tilt_series), mode="r", permissive=True) as mrc:
                 hh, ww = mrc.data.shape[-2:]
             p = np.transpose(pred, (1, 0, 2))
-            outside = (p[..., 0] < 0) | (p[..., 1] < 0) | (p[..., 0] > ww - 1) | (p[..., 1] > hh - 1)
+            outside = (
+                (p[..., 0] < 0) | (p[..., 1] < 0) | (p[..., 0] > ww - 1) | (p[..., 1] > hh - 1)
+            )
         except Exception:  # noqa: BLE001
             pass
     by_angle = np.argsort(angles, kind="stable")
@@ -712,13 +807,22 @@ def fig_coverage(qc: TomogramQC, th: Thresholds) -> Any:
     fig_h = min(9.0, 2.0 + 0.16 * m)
     fig, ax = plt.subplots(figsize=(10.5, fig_h))
     base = np.where(outside & ~seen, 0, np.where(rejected, 2, np.where(seen, np.nan, 1)))
-    ax.imshow(base, cmap=ListedColormap(["white", "#c8c8c8", "#e8384f"]), vmin=0, vmax=2,
-              aspect="auto", interpolation="nearest")  # fmt: skip
+    ax.imshow(
+        base,
+        cmap=ListedColormap(["white", "#c8c8c8", "#e8384f"]),
+        vmin=0,
+        vmax=2,
+        aspect="auto",
+        interpolation="nearest",
+    )
     lo, hi = _log_limits(res)
     im = ax.imshow(
-        np.where(seen & ~rejected, np.clip(res, lo, hi), np.nan), cmap="viridis",
-        norm=LogNorm(vmin=lo, vmax=hi), aspect="auto", interpolation="nearest",
-    )  # fmt: skip
+        np.where(seen & ~rejected, np.clip(res, lo, hi), np.nan),
+        cmap="viridis",
+        norm=LogNorm(vmin=lo, vmax=hi),
+        aspect="auto",
+        interpolation="nearest",
+    )
     ax.grid(False)
     step = max(1, n // 14)
     ticks = list(range(0, n, step))
@@ -739,8 +843,11 @@ def fig_coverage(qc: TomogramQC, th: Thresholds) -> Any:
             Patch(facecolor="white", edgecolor="#999999", label="outside the image"),
             Patch(facecolor="#e8384f", label="rejected as outlier"),
         ],
-        loc="upper center", bbox_to_anchor=(0.5, -0.12 * 6 / fig_h), ncol=3, fontsize=9,
-    )  # fmt: skip
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 * 6 / fig_h),
+        ncol=3,
+        fontsize=9,
+    )
     return fig
 
 
@@ -773,9 +880,13 @@ def fig_sideview(qc: TomogramQC, th: Thresholds) -> Any:
     px_nm = float(tomo.pixel_size) / 10.0
     depth = depth_axis(tomo)
     v = beam_directions(tomo.proj)
-    axis_vec = np.cross(v[int(np.argmin(tilt_angles_deg(tomo)))], v[int(np.argmax(tilt_angles_deg(tomo)))])
+    axis_vec = np.cross(
+        v[int(np.argmin(tilt_angles_deg(tomo)))], v[int(np.argmax(tilt_angles_deg(tomo)))]
+    )
     others = [i for i in range(3) if i != depth]
-    along = others[int(np.argmax(np.abs(axis_vec[others])))] if np.linalg.norm(axis_vec) else others[1]
+    along = (
+        others[int(np.argmax(np.abs(axis_vec[others])))] if np.linalg.norm(axis_vec) else others[1]
+    )
     across = [i for i in others if i != along][0]
     size = np.asarray(tomo.size, dtype=float)
     centre = tomogram_centre((int(size[0]), int(size[1]), int(size[2])))
@@ -798,11 +909,25 @@ def fig_sideview(qc: TomogramQC, th: Thresholds) -> Any:
         for g in (0, 1, -1):
             s = groups == g
             if s.any():
-                ax.plot((beads[s, hor] - centre[hor]) * px_nm, (beads[s, depth] - centre[depth]) * px_nm,
-                        "o", ms=5, color=colours[g], label=f"{words[g]} ({int(s.sum())})")  # fmt: skip
+                ax.plot(
+                    (beads[s, hor] - centre[hor]) * px_nm,
+                    (beads[s, depth] - centre[depth]) * px_nm,
+                    "o",
+                    ms=5,
+                    color=colours[g],
+                    label=f"{words[g]} ({int(s.sum())})",
+                )
         xs = np.array([-size[hor] / 2, size[hor] / 2])
-        ax.add_patch(_rect(xs[0] * px_nm, -size[depth] / 2 * px_nm, size[hor] * px_nm,
-                           size[depth] * px_nm, "#444444", 0.8))  # fmt: skip
+        ax.add_patch(
+            _rect(
+                xs[0] * px_nm,
+                -size[depth] / 2 * px_nm,
+                size[hor] * px_nm,
+                size[depth] * px_nm,
+                "#444444",
+                0.8,
+            )
+        )
         if n_vec is not None and abs(n_vec[depth]) > 1e-6:
             third = [i for i in range(3) if i not in (hor, depth)][0]
             for lev, ls in zip(levels, ("-", "--")):
@@ -814,9 +939,12 @@ def fig_sideview(qc: TomogramQC, th: Thresholds) -> Any:
                 mid = (np.mean(levels) - n_vec @ centre) * px_nm
                 L = 0.25 * size[depth] * px_nm
                 base = np.array([0.0, 0.0]) + mid * np.array([n_vec[hor], n_vec[depth]])
-                ax.annotate("", xy=(base[0] + L * n_vec[hor], base[1] + L * n_vec[depth]),
-                            xytext=(base[0], base[1]),
-                            arrowprops={"arrowstyle": "-|>", "color": "#2ca02c", "lw": 1.5})  # fmt: skip
+                ax.annotate(
+                    "",
+                    xy=(base[0] + L * n_vec[hor], base[1] + L * n_vec[depth]),
+                    xytext=(base[0], base[1]),
+                    arrowprops={"arrowstyle": "-|>", "color": "#2ca02c", "lw": 1.5},
+                )
         ax.set_xlabel(f"{names[hor]} (nm from the centre)")
         ax.set_ylabel(f"{names[depth]}, depth (nm)")
         ax.set_title(title)
@@ -856,11 +984,20 @@ def fig_ice(qc: TomogramQC, th: Thresholds) -> Any:
     t: float | None = ice.get("thickness")
     lum: float | None = ice.get("luminance")
     plt = _plt()
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(6.6, 5.6), sharex=True,
-                                 gridspec_kw={"height_ratios": (3, 1.3), "hspace": 0.08})  # fmt: skip
-    a1.plot(x[used], intensity[used], "o", ms=4.5, color=C_AFTER, label="measured (used in the fit)")
+    fig, (a1, a2) = plt.subplots(
+        2,
+        1,
+        figsize=(6.6, 5.6),
+        sharex=True,
+        gridspec_kw={"height_ratios": (3, 1.3), "hspace": 0.08},
+    )
+    a1.plot(
+        x[used], intensity[used], "o", ms=4.5, color=C_AFTER, label="measured (used in the fit)"
+    )
     if (~used).any():
-        a1.plot(x[~used], intensity[~used], "x", ms=6, color=C_THRESHOLD, label="measured (left out)")
+        a1.plot(
+            x[~used], intensity[~used], "x", ms=6, color=C_THRESHOLD, label="measured (left out)"
+        )
     fitted = t is not None and lum is not None and lum > 0 and not status.startswith("fallback")
     if fitted and t is not None and lum is not None:
         xs = np.linspace(min(1.0, float(x.min())), float(x.max()) * 1.02, 100)
@@ -876,8 +1013,15 @@ def fig_ice(qc: TomogramQC, th: Thresholds) -> Any:
         a2.axhline(0, color="#ff7f0e", lw=1)
         rms = ice.get("rms_residual")
         if rms is not None:
-            a2.text(0.99, 0.92, f"RMS {100 * rms:.2g} %", transform=a2.transAxes, ha="right",
-                    va="top", fontsize=8.5)  # fmt: skip
+            a2.text(
+                0.99,
+                0.92,
+                f"RMS {100 * rms:.2g} %",
+                transform=a2.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8.5,
+            )
     else:
         a2.text(0.5, 0.5, "no fit (fallback)", transform=a2.transAxes, ha="center")
     a1.set_yscale("log")
@@ -908,10 +1052,22 @@ def fig_scale(qc: TomogramQC, th: Thresholds, truth_scale: np.ndarray | None = N
     fig, ax = plt.subplots(figsize=(6.6, 3.8))
     if truth_scale is not None and truth_scale.size == scale.size:
         err = 100 * np.max(np.abs(scale - truth_scale) / truth_scale)
-        ax.plot(angles[order], truth_scale[order], "-", lw=1.3, color=C_TRUTH,
-                label=f"simulator's truth (largest error {err:.2g} %)")  # fmt: skip
-    ax.plot(angles[order], scale[order], "o", ms=4.5, color=C_AFTER,
-            label="rlnCtfScalefactor in the final set")  # fmt: skip
+        ax.plot(
+            angles[order],
+            truth_scale[order],
+            "-",
+            lw=1.3,
+            color=C_TRUTH,
+            label=f"simulator's truth (largest error {err:.2g} %)",
+        )
+    ax.plot(
+        angles[order],
+        scale[order],
+        "o",
+        ms=4.5,
+        color=C_AFTER,
+        label="rlnCtfScalefactor in the final set",
+    )
     ax.set_xlabel("tilt angle (°)")
     ax.set_ylabel("scale factor (1 = zero tilt)")
     ax.set_title(f"range {np.nanmin(scale):.3f} – {np.nanmax(scale):.3f}")
@@ -930,12 +1086,26 @@ def fig_truth(qc: TomogramQC, th: Thresholds, cmp: Any) -> Any:
     for key, colour, label in (("imported", C_BEFORE, "imported"), ("refined", C_AFTER, "refined")):
         e = getattr(cmp, f"reproj_error_{key}_px")
         if e is not None:
-            a1.plot(angles[order], e[order], "o-", ms=3.5, lw=0.8, color=colour,
-                    label=f"{label}: mean {cmp.scalars.get(f'reproj_error_{key}_mean_px', math.nan):.2f} px")  # fmt: skip
+            a1.plot(
+                angles[order],
+                e[order],
+                "o-",
+                ms=3.5,
+                lw=0.8,
+                color=colour,
+                label=f"{label}: mean {cmp.scalars.get(f'reproj_error_{key}_mean_px', math.nan):.2f} px",
+            )
         t = getattr(cmp, f"tilt_error_{key}_deg")
         if t is not None:
-            a2.plot(angles[order], t[order], "o-", ms=3.5, lw=0.8, color=colour,
-                    label=f"{label}: RMS {cmp.scalars.get(f'tilt_error_{key}_rms_deg', math.nan):.3f}°")  # fmt: skip
+            a2.plot(
+                angles[order],
+                t[order],
+                "o-",
+                ms=3.5,
+                lw=0.8,
+                color=colour,
+                label=f"{label}: RMS {cmp.scalars.get(f'tilt_error_{key}_rms_deg', math.nan):.3f}°",
+            )
     a1.set_yscale("log")
     a1.set_ylim(*_log_limits(cmp.reproj_error_imported_px, cmp.reproj_error_refined_px))
     _plain_log_ticks(a1)
@@ -1053,11 +1223,24 @@ def plot_tomogram(
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=(width / DPI, 0.3 + 0.22 * len(lines)))
         colour = "black" if qc.failed_step is None and len(lines) == 1 else "#b00020"
-        fig.text(0.01, 1 - 0.18 / (0.3 + 0.22 * len(lines)), lines[0], fontsize=13, weight="bold",
-                 va="top", color=colour)  # fmt: skip
+        fig.text(
+            0.01,
+            1 - 0.18 / (0.3 + 0.22 * len(lines)),
+            lines[0],
+            fontsize=13,
+            weight="bold",
+            va="top",
+            color=colour,
+        )
         for i, line in enumerate(lines[1:], start=1):
-            fig.text(0.01, 1 - (0.2 + 0.22 * i) / (0.3 + 0.22 * len(lines)), line, fontsize=10,
-                     va="top", color="#b00020")  # fmt: skip
+            fig.text(
+                0.01,
+                1 - (0.2 + 0.22 * i) / (0.3 + 0.22 * len(lines)),
+                line,
+                fontsize=10,
+                va="top",
+                color="#b00020",
+            )
         head: Any = Image.open(io.BytesIO(png_bytes(fig, colors=32))).convert("RGB")
         plt.close(fig)
     total = head.height + sum(im.height + 10 for im in panels)

@@ -140,8 +140,13 @@ def dataset_histograms(rows: Sequence[Mapping[str, Any]], th: Thresholds) -> lis
             a1.hist(before, bins=bins, color="#8c8c8c", label="imported alignment")
         if after.size:
             a1.hist(after, bins=bins, color="#1f77b4", alpha=0.9, label="refined alignment")
-        a1.axvline(th.max_residual_px, color="#d62728", ls="--", lw=1,
-                   label=f"flag threshold {th.max_residual_px:g} px")  # fmt: skip
+        a1.axvline(
+            th.max_residual_px,
+            color="#d62728",
+            ls="--",
+            lw=1,
+            label=f"flag threshold {th.max_residual_px:g} px",
+        )
         a1.set_xscale("log")
         _plain_log_ticks(a1, "x")
         a1.set_xlabel("mean bead residual (px)")
@@ -196,8 +201,10 @@ def _reasons_list(r: Mapping[str, Any]) -> str:
         why = reasons.get(code) or flag_words(code)
         cls = "" if code.startswith("failed") else ' class="warn"'
         items.append(f"<li{cls}><b>{_e(flag_words(code))}</b>: {_e(why)}</li>")
-    if r.get("status") == "failed" and r.get("reason") and not any(
-        c.startswith("failed_") for c in r.get("flags") or []
+    if (
+        r.get("status") == "failed"
+        and r.get("reason")
+        and not any(c.startswith("failed_") for c in r.get("flags") or [])
     ):
         items.append(f"<li>{_e(r['reason'])}</li>")
     return f'<ul class="reasons">{"".join(items)}</ul>' if items else ""
@@ -252,12 +259,21 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("status", "", "text", "ok, flagged (worth a look) or failed (not in the final set)"),
     ("flags", "", "text", "why a tomogram is flagged; hover for the reason"),
     ("beads", "", "num", "gold beads found in 3D"),
-    ("residual before → after", "px", "num",
-     "mean distance between detected and projected beads with the imported and the refined "
-     "alignment; sorts by the refined value"),  # fmt: skip
+    (
+        "residual before → after",
+        "px",
+        "num",
+        "mean distance between detected and projected beads with the imported and the refined "
+        "alignment; sorts by the refined value",
+    ),
     ("tilts used", "", "num", "tilts refined by the alignment / tilts in the series"),
     ("ice thickness", "nm", "num", "from the Beer–Lambert fit, ± 1 standard deviation"),
-    ("scale factor range", "", "num", "smallest – largest rlnCtfScalefactor; sorts by the smallest"),
+    (
+        "scale factor range",
+        "",
+        "num",
+        "smallest – largest rlnCtfScalefactor; sorts by the smallest",
+    ),
     ("ice normal tilt", "°", "num", "angle between the ice normal and the beam at zero tilt"),
 )
 
@@ -314,8 +330,11 @@ def _numbers(r: Mapping[str, Any]) -> str:
     steps = r.get("steps") or {}
     alignment = [
         ("beads in 3D", _num(r.get("n_beads"), "d")),
-        ("tilts", _e(_tilts_cell(r)[0])
-         + (' <span class="muted">(refined / total)</span>' if _tilts_cell(r)[1] else "")),
+        (
+            "tilts",
+            _e(_tilts_cell(r)[0])
+            + (' <span class="muted">(refined / total)</span>' if _tilts_cell(r)[1] else ""),
+        ),
         ("mean residual, imported alignment", _unit(_px(r.get("residual_before_px")), " px")),
         ("mean residual, refined alignment", _unit(_px(r.get("residual_after_px")), " px")),
         ("largest residual, refined", _unit(_px(r.get("residual_max_after_px")), " px")),
@@ -325,14 +344,23 @@ def _numbers(r: Mapping[str, Any]) -> str:
     ice = [
         ("ice thickness", _unit(_thickness_cell(r)[0], " nm")),
         ("… in mean free paths", _e(t_rel)),
-        ("ice normal tilt", _unit(_normal_cell(r)[0], "°")
-         + (f' <span class="muted">(from {_e(r["ice_normal_source"])})</span>'
-            if r.get("ice_normal_source") else "")),  # fmt: skip
+        (
+            "ice normal tilt",
+            _unit(_normal_cell(r)[0], "°")
+            + (
+                f' <span class="muted">(from {_e(r["ice_normal_source"])})</span>'
+                if r.get("ice_normal_source")
+                else ""
+            ),
+        ),
         ("scale factor range", _e(_scale_cell(r)[0])),
         ("ice fit", _e(r.get("ice_fit_status") or "–")),
-        ("steps", ", ".join(
-            f"{_e(STEP_WORDS.get(s, s))} {_e(steps[s])}" for s in STEP_WORDS if s in steps
-        )),  # fmt: skip
+        (
+            "steps",
+            ", ".join(
+                f"{_e(STEP_WORDS.get(s, s))} {_e(steps[s])}" for s in STEP_WORDS if s in steps
+            ),
+        ),
     ]
     return f'<div class="cards"><div>{_kv(alignment)}</div><div>{_kv(ice)}</div></div>'
 
@@ -348,18 +376,30 @@ def _truth_table(t: Mapping[str, Any]) -> str:
         return _px(t.get(k))
 
     rows = [
-        ("projected beads vs true positions, imported",
-         f"mean {p('reproj_error_imported_mean_px')} px, largest {p('reproj_error_imported_max_px')} px"),
-        ("projected beads vs true positions, refined",
-         f"mean {p('reproj_error_refined_mean_px')} px, largest {p('reproj_error_refined_max_px')} px"),
-        ("tilt-angle error (RMS, mean removed)",
-         f"imported {g('tilt_error_imported_rms_deg')}°, refined {g('tilt_error_refined_rms_deg')}°"),
+        (
+            "projected beads vs true positions, imported",
+            f"mean {p('reproj_error_imported_mean_px')} px, largest {p('reproj_error_imported_max_px')} px",
+        ),
+        (
+            "projected beads vs true positions, refined",
+            f"mean {p('reproj_error_refined_mean_px')} px, largest {p('reproj_error_refined_max_px')} px",
+        ),
+        (
+            "tilt-angle error (RMS, mean removed)",
+            f"imported {g('tilt_error_imported_rms_deg')}°, refined {g('tilt_error_refined_rms_deg')}°",
+        ),
         ("beads found / simulated", f"{g('n_beads_matched', 'g')} / {g('n_beads_true', 'g')}"),
-        ("ice thickness", f"true {g('ice_thickness_true_nm', '.4g')} nm, error {g('ice_thickness_error_pct', '+.2g')} %"),
-        ("ice normal", f"{g('ice_normal_error_deg', '.2g')}° from the true normal "
-                       f"(true tilt {g('ice_normal_tilt_true_deg', '.2g')}°)"),
+        (
+            "ice thickness",
+            f"true {g('ice_thickness_true_nm', '.4g')} nm, error {g('ice_thickness_error_pct', '+.2g')} %",
+        ),
+        (
+            "ice normal",
+            f"{g('ice_normal_error_deg', '.2g')}° from the true normal "
+            f"(true tilt {g('ice_normal_tilt_true_deg', '.2g')}°)",
+        ),
         ("scale factors", f"largest error {g('scale_factor_max_error_pct', '.2g')} %"),
-    ]  # fmt: skip
+    ]
     return "<h2>Against the simulator's truth</h2>" + _kv([(k, _e(v)) for k, v in rows])
 
 
@@ -461,7 +501,7 @@ def _attention(rows: Sequence[Mapping[str, Any]]) -> str:
         )
     return (
         f'<div class="attention"><h3>Needs attention: {len(bad)} of {len(rows)}</h3>'
-        f'<ul>{"".join(items)}</ul></div>'
+        f"<ul>{''.join(items)}</ul></div>"
     )
 
 
@@ -560,4 +600,3 @@ def write_report(
     from tiltflow.io.atomic import write_text_atomic
 
     write_text_atomic(path, summary_html(rows, thresholds, version, figure_dirs, files))
-

@@ -39,8 +39,13 @@ class SyntheticCase:
     with_truth: bool = False
 
 
-def _matrices(angles_deg: np.ndarray, size: tuple[int, int, int], w: int, h: int,
-              shifts: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def _matrices(
+    angles_deg: np.ndarray,
+    size: tuple[int, int, int],
+    w: int,
+    h: int,
+    shifts: np.ndarray | None = None,
+) -> np.ndarray:
     """RELION-4-like matrices tilting about world Z (depth = world Y), centred."""
     c = (np.asarray(size, dtype=float) - 1) / 2 + 1
     out = np.zeros((angles_deg.size, 4, 4))
@@ -141,12 +146,25 @@ def write_synthetic_results(
 
     def tomo(proj: np.ndarray, scale: np.ndarray, extra: dict) -> Tomogram:
         return Tomogram(
-            name=name, tilt_series=str(stack_path), frame_count=n, size=size, hand=-1.0,
-            optics_group="optics1", pixel_size=case.pixel_size, voltage=300.0, cs=2.7,
-            amplitude_contrast=0.1, fractional_dose=3.0, proj=proj,
-            defocus_u=np.full(n, 3e4), defocus_v=np.full(n, 3e4), defocus_angle=np.zeros(n),
-            ctf_scale=scale, pre_exposure=pre, extra=extra,
-        )  # fmt: skip
+            name=name,
+            tilt_series=str(stack_path),
+            frame_count=n,
+            size=size,
+            hand=-1.0,
+            optics_group="optics1",
+            pixel_size=case.pixel_size,
+            voltage=300.0,
+            cs=2.7,
+            amplitude_contrast=0.1,
+            fractional_dose=3.0,
+            proj=proj,
+            defocus_u=np.full(n, 3e4),
+            defocus_v=np.full(n, 3e4),
+            defocus_angle=np.zeros(n),
+            ctf_scale=scale,
+            pre_exposure=pre,
+            extra=extra,
+        )
 
     steps = PIPELINE_STEPS
     failed = steps.index(case.failed_at) if case.failed_at in steps else len(steps)
@@ -169,12 +187,18 @@ def write_synthetic_results(
         elif step == "align":
             t = tomo(true_p, np.ones(n), {"rlnTomoFiducialsStarFile": str(fid_star)})
         else:
-            t = tomo(true_p, scale, {
-                "rlnTomoFiducialsStarFile": str(fid_star),
-                "rlnTomoRelativeLuminance": float(np.exp(t_rel)),
-                "rlnTomoRelativeIceThickness": t_rel,
-                "rlnTomoIceNormalX": 0.0, "rlnTomoIceNormalY": -1.0, "rlnTomoIceNormalZ": 0.0,
-            })  # fmt: skip
+            t = tomo(
+                true_p,
+                scale,
+                {
+                    "rlnTomoFiducialsStarFile": str(fid_star),
+                    "rlnTomoRelativeLuminance": float(np.exp(t_rel)),
+                    "rlnTomoRelativeIceThickness": t_rel,
+                    "rlnTomoIceNormalX": 0.0,
+                    "rlnTomoIceNormalY": -1.0,
+                    "rlnTomoIceNormalZ": 0.0,
+                },
+            )
         write_tomogram_set(stars[step], TomogramSet((t,)))
 
     inside_img = (true2d[..., 0] > 2) & (true2d[..., 0] < w - 3)
@@ -187,12 +211,15 @@ def write_synthetic_results(
         write_fiducials(res / "fiducials" / name / f"fiducials_{name}.star", beads, case.pixel_size)
         fit_b = imp2d[f_idx, b_idx]
         cols = {
-            "tfBeadIndex": b_idx.tolist(), "tfTiltIndex": f_idx.tolist(),
-            "tfObsX": obs[:, 0].tolist(), "tfObsY": obs[:, 1].tolist(),
-            "tfFitX": fit_b[:, 0].tolist(), "tfFitY": fit_b[:, 1].tolist(),
+            "tfBeadIndex": b_idx.tolist(),
+            "tfTiltIndex": f_idx.tolist(),
+            "tfObsX": obs[:, 0].tolist(),
+            "tfObsY": obs[:, 1].tolist(),
+            "tfFitX": fit_b[:, 0].tolist(),
+            "tfFitY": fit_b[:, 1].tolist(),
             "tfResidual": np.linalg.norm(obs - fit_b, axis=1).tolist(),
             "tfScore": [20.0] * f_idx.size,
-        }  # fmt: skip
+        }
         write_star(res / "fiducials" / name / f"tracks_{name}.star", {"tracks": cols})
     if failed > steps.index("align"):
         fit_a = true2d[f_idx, b_idx]
@@ -202,38 +229,51 @@ def write_synthetic_results(
         bead_col[outlier] = -1
         cols = dict(cols)
         cols.update(
-            tfBeadIndex=bead_col.tolist(), tfFitX=fit_a[:, 0].tolist(),
-            tfFitY=fit_a[:, 1].tolist(), tfResidual=resid.tolist(),
-        )  # fmt: skip
+            tfBeadIndex=bead_col.tolist(),
+            tfFitX=fit_a[:, 0].tolist(),
+            tfFitY=fit_a[:, 1].tolist(),
+            tfResidual=resid.tolist(),
+        )
         write_star(res / "align" / name / f"tracks_{name}.star", {"tracks": cols})
         write_fiducials(fid_star, beads, case.pixel_size)
         ok = bead_col >= 0
-        per_tilt = [float(resid[ok & (f_idx == f)].mean()) if (ok & (f_idx == f)).any() else 0.0
-                    for f in range(n)]  # fmt: skip
-        per_bead = [float(resid[ok & (b_idx == b)].mean()) if (ok & (b_idx == b)).any() else 0.0
-                    for b in range(m)]  # fmt: skip
+        per_tilt = [
+            float(resid[ok & (f_idx == f)].mean()) if (ok & (f_idx == f)).any() else 0.0
+            for f in range(n)
+        ]
+        per_bead = [
+            float(resid[ok & (b_idx == b)].mean()) if (ok & (b_idx == b)).any() else 0.0
+            for b in range(m)
+        ]
         write_star(
             res / "align" / name / f"align_{name}.star",
             {
                 "summary": {
-                    "tfTomoName": [name], "tfStatus": ["refined"], "tfNTilts": [n],
-                    "tfNTiltsRefined": [n], "tfNTiltsFlagged": [0], "tfNBeads": [m],
+                    "tfTomoName": [name],
+                    "tfStatus": ["refined"],
+                    "tfNTilts": [n],
+                    "tfNTiltsRefined": [n],
+                    "tfNTiltsFlagged": [0],
+                    "tfNBeads": [m],
                     "tfMeanResidualPx": [float(resid[ok].mean())],
                     "tfMaxResidualPx": [float(resid[ok].max())],
                     "tfNOutliers": [int(outlier.sum())],
                 },
                 "tilts": {
-                    "tfTiltIndex": list(range(n)), "tfTiltAngleDeg": angles.tolist(),
+                    "tfTiltIndex": list(range(n)),
+                    "tfTiltAngleDeg": angles.tolist(),
                     "tfMeanResidualPx": per_tilt,
                     "tfDShiftXPx": (-err_shift[:, 0]).tolist(),
                     "tfDShiftYPx": (-err_shift[:, 1]).tolist(),
                     "tfDRotDeg": rng.normal(0, 0.2, n).tolist(),
-                    "tfDTiltDeg": (-err_tilt).tolist(), "tfDThirdDeg": [0.0] * n,
-                    "tfDMag": rng.normal(0, 0.004, n).tolist(), "tfFlagged": [0] * n,
+                    "tfDTiltDeg": (-err_tilt).tolist(),
+                    "tfDThirdDeg": [0.0] * n,
+                    "tfDMag": rng.normal(0, 0.004, n).tolist(),
+                    "tfFlagged": [0] * n,
                 },
                 "beads": {"tfBeadIndex": list(range(m)), "tfMeanResidualPx": per_bead},
             },
-        )  # fmt: skip
+        )
     if failed > steps.index("ice"):
         dose = np.full(n, 3.0)
         x = 1 / np.cos(np.radians(angles))
@@ -243,24 +283,35 @@ def write_synthetic_results(
             res / "ice" / name / f"ice_{name}.star",
             {
                 "fit": {
-                    "tfTomoName": [name], "tfStatus": ["fitted"], "tfRelativeThickness": [t_rel],
+                    "tfTomoName": [name],
+                    "tfStatus": ["fitted"],
+                    "tfRelativeThickness": [t_rel],
                     "tfRelativeThicknessSd": [2e-4],
                     "tfThicknessNm": [case.ice_thickness_nm],
                     "tfThicknessSdNm": [2e-4 * case.mean_free_path_nm],
-                    "tfMeanFreePathNm": [case.mean_free_path_nm], "tfLuminance": [lum],
-                    "tfIceNormalX": [0.0], "tfIceNormalY": [-1.0], "tfIceNormalZ": [0.0],
-                    "tfIceNormalSdDeg": [0.05], "tfIceNormalSource": ["fiducials"],
-                    "tfRmsResidual": [5e-4], "tfTiltsUsed": [n],
+                    "tfMeanFreePathNm": [case.mean_free_path_nm],
+                    "tfLuminance": [lum],
+                    "tfIceNormalX": [0.0],
+                    "tfIceNormalY": [-1.0],
+                    "tfIceNormalZ": [0.0],
+                    "tfIceNormalSdDeg": [0.05],
+                    "tfIceNormalSource": ["fiducials"],
+                    "tfRmsResidual": [5e-4],
+                    "tfTiltsUsed": [n],
                 },
                 "tilts": {
-                    "tfTiltIndex": list(range(n)), "tfBeamAngleDeg": angles.tolist(),
-                    "tfDose": dose.tolist(), "tfMeanIntensity": (meas * dose).tolist(),
-                    "tfDoseNormIntensity": meas.tolist(), "tfFitIntensity": model.tolist(),
+                    "tfTiltIndex": list(range(n)),
+                    "tfBeamAngleDeg": angles.tolist(),
+                    "tfDose": dose.tolist(),
+                    "tfMeanIntensity": (meas * dose).tolist(),
+                    "tfDoseNormIntensity": meas.tolist(),
+                    "tfFitIntensity": model.tolist(),
                     "tfLogResidual": np.log(meas / model).tolist(),
-                    "tfScaleFactor": scale.tolist(), "tfUsedInFit": [1] * n,
+                    "tfScaleFactor": scale.tolist(),
+                    "tfUsedInFit": [1] * n,
                 },
             },
-        )  # fmt: skip
+        )
 
     truth_path = None
     if case.with_truth:
@@ -269,17 +320,36 @@ def write_synthetic_results(
         truth_path = root / "simulated" / name / "truth.json"
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         Truth(
-            proj=true_p, beads_3d=beads, beads_2d=true2d, visible=inside_img,
-            tilt_true_deg=angles, xf_true=np.zeros((n, 6)), tilt_written_deg=angles + err_tilt,
-            xf_written=np.zeros((n, 6)), ice_thickness_rel=t_rel, ice_normal=normal,
-            scale_factor=scale, attenuation=att, dose=np.full(n, 3.0), pre_exposure=pre,
-            chrono_index=np.argsort(np.argsort(pre)), defocus_u=np.full(n, 3e4),
-            defocus_v=np.full(n, 3e4), defocus_angle=np.zeros(n), excluded_views=(),
-            pixel_size=case.pixel_size, bead_radius_A=case.bead_radius_a, raw_size=(w, h),
-            ali_size=(w, h), thickness=case.depth_px, luminance=lum,
-            ice_thickness_nm=case.ice_thickness_nm, mean_free_path_nm=case.mean_free_path_nm,
-            tilt_axis_deg=0.0, import_flags={},
-        ).to_json(truth_path)  # fmt: skip
+            proj=true_p,
+            beads_3d=beads,
+            beads_2d=true2d,
+            visible=inside_img,
+            tilt_true_deg=angles,
+            xf_true=np.zeros((n, 6)),
+            tilt_written_deg=angles + err_tilt,
+            xf_written=np.zeros((n, 6)),
+            ice_thickness_rel=t_rel,
+            ice_normal=normal,
+            scale_factor=scale,
+            attenuation=att,
+            dose=np.full(n, 3.0),
+            pre_exposure=pre,
+            chrono_index=np.argsort(np.argsort(pre)),
+            defocus_u=np.full(n, 3e4),
+            defocus_v=np.full(n, 3e4),
+            defocus_angle=np.zeros(n),
+            excluded_views=(),
+            pixel_size=case.pixel_size,
+            bead_radius_A=case.bead_radius_a,
+            raw_size=(w, h),
+            ali_size=(w, h),
+            thickness=case.depth_px,
+            luminance=lum,
+            ice_thickness_nm=case.ice_thickness_nm,
+            mean_free_path_nm=case.mean_free_path_nm,
+            tilt_axis_deg=0.0,
+            import_flags={},
+        ).to_json(truth_path)
     return prov, stars, truth_path
 
 
