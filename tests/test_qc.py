@@ -298,6 +298,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
         "test",
         q / "summary.tsv",
         q / "summary.html",
+        out_compact=q / "overview.html",
         final_star=root / "results" / "ice" / "TS_ok" / "tomograms.star",
         final_copy=q / "final" / "tomograms.star",
     )
@@ -443,3 +444,14 @@ def test_report_rules_register_every_figure() -> None:
         "fiducials_{name}.star",
     ):
         assert what in smk
+
+
+def test_compact_overview_has_the_pages_but_no_figures(synthetic: tuple[Path, list[dict]]) -> None:
+    root, _ = synthetic
+    q = root / "results" / "qc"
+    full, compact = (q / "summary.html").read_text(), (q / "overview.html").read_text()
+    assert compact.count("<template id=") == 3 and "data:image/jpeg" not in compact
+    assert "Quality control → TS_ok" in compact and "NoDataError: no beads found" in compact
+    assert len(compact) < len(full) / 5
+    # the dataset histograms are in both
+    assert compact.count("data:image/png") == 1

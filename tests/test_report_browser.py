@@ -163,7 +163,7 @@ def full_screenshot(d: Any, path: Path, width: int = 1280, max_height: int = 600
     d.set_window_size(1280, 900)
 
 
-def check_report_pages(d: Any, names: list[str]) -> None:
+def check_report_pages(d: Any, names: list[str], min_figures: int = 9) -> None:
     """On the loaded report: every link resolves, every image loads, on every page."""
     hrefs = all_hrefs(d)
     assert hrefs
@@ -187,7 +187,7 @@ def check_report_pages(d: Any, names: list[str]) -> None:
         assert broken_images(d) == [], name
         n_img = d.execute_script("return document.querySelectorAll('#tomogram img').length")
         n_na = d.execute_script("return document.querySelectorAll('#tomogram .na li').length")
-        assert n_img + n_na >= 9, (name, n_img, n_na)
+        assert n_img + n_na >= min_figures, (name, n_img, n_na)
         # back to the overview through the page's own link
         d.execute_script("document.querySelector('#tomogram a[data-go=\"\"]').click()")
         assert wait_for(d, "return document.getElementById('overview').hidden === false")
@@ -364,7 +364,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-def _open_qc_report_in_snakemake_report(d: Any, url: str) -> None:
+def _open_qc_report_in_snakemake_report(d: Any, url: str, label: str = "QC report (HTML)") -> None:
     from selenium.webdriver.common.by import By
 
     d.get(url)
@@ -380,7 +380,7 @@ def _open_qc_report_in_snakemake_report(d: Any, url: str) -> None:
 
     click("Quality control")
     click("QC report")
-    row = d.find_element(By.XPATH, "//tr[td[normalize-space()='QC report (HTML)']]")
+    row = d.find_element(By.XPATH, f"//tr[td[normalize-space()='{label}']]")
     row.find_elements(By.TAG_NAME, "a")[0].click()  # the "view" button
     frame = None
     t0 = time.time()
@@ -423,6 +423,7 @@ def test_qc_report_inside_snakemake_report(
 
     expected = {
         "results/qc/summary.html",
+        "results/qc/overview.html",
         "results/qc/summary.tsv",
         "results/qc/final/tomograms.star",
     }
@@ -439,6 +440,13 @@ def test_qc_report_inside_snakemake_report(
     assert {"Quality control", "Final tomogram set", "Step figures"} <= cats
     assert reg["results/qc/summary.html"][2] == "text/html"
 
+    # the compact overview (always small enough for the HTML form), then the full report
+    _open_qc_report_in_snakemake_report(d, url, "QC overview, compact (HTML)")
+    assert "TS_02" in d.find_element("css selector", ".attention").text
+    check_report_pages(d, ["TS_01", "TS_02"], min_figures=0)
+    errors = console_errors(d)
+    d.switch_to.default_content()
+    errors += console_errors(d)
     _open_qc_report_in_snakemake_report(d, url)
     assert "TS_02" in d.find_element("css selector", ".attention").text
     check_report_pages(d, ["TS_01", "TS_02"])
@@ -448,7 +456,7 @@ def test_qc_report_inside_snakemake_report(
     assert broken_images(d) == []
     text = d.find_element("id", "tomogram").text
     assert "Against the simulator's truth" in text
-    errors = console_errors(d)
+    errors += console_errors(d)
     d.switch_to.default_content()
     errors += console_errors(d)
     assert errors == [], errors

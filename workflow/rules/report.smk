@@ -1,6 +1,8 @@
 # QC: per tomogram the figures of its report page (results/qc/{name}/), a one-page overview PNG
 # and the metrics; then one self-contained HTML report over all tomograms (results/qc/summary.html,
-# overview + a page per tomogram, figures embedded) and the summary TSV. Everything a user needs
+# overview + a page per tomogram, figures embedded), its compact form without the figures
+# (results/qc/overview.html: Chromium shows no data: URL over 2 MiB, which is how the HTML form of
+# Snakemake's report embeds a page) and the summary TSV. Everything a user needs
 # is registered with report(): `snakemake --report report.html` (or report.zip) holds the QC
 # report, every figure, the align/ice steps' own figures and the final STAR files (copied under
 # results/qc/, since those rules belong to other files).
@@ -97,6 +99,13 @@ rule qc_summary:
             category="Quality control",
             subcategory="QC report",
             labels={"file": "QC report (HTML)"},
+        ),
+        compact=report(
+            "results/qc/overview.html",
+            caption="../report/qc_overview.rst",
+            category="Quality control",
+            subcategory="QC report",
+            labels={"file": "QC overview, compact (HTML)"},
         ),
         tsv=report(
             "results/qc/summary.tsv",

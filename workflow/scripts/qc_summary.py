@@ -18,6 +18,7 @@ rows = dataset_report(
     tiltflow_version(),
     out_tsv=str(out.tsv),
     out_html=html,
+    out_compact=str(out.compact),
     final_star=str(snakemake.input.final),  # noqa: F821
     final_copy=str(out.final),
     files=[

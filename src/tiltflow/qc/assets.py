@@ -74,6 +74,7 @@ JS = r"""
   var picker = document.getElementById("picker");
   var table = document.getElementById("tomograms");
   var names = JSON.parse(document.getElementById("names").textContent);
+  var baseTitle = document.title;
 
   function show(name) {
     if (name && document.getElementById("tpl-" + name)) {
@@ -90,7 +91,7 @@ JS = r"""
       page.innerHTML = "";
       overview.hidden = false;
       picker.value = "";
-      document.title = "tiltflow QC report";
+      document.title = baseTitle;
     }
   }
   function route() {

@@ -102,8 +102,10 @@ def dataset_report(
     final_star: str | os.PathLike[str] | None = None,
     final_copy: str | os.PathLike[str] | None = None,
     files: Sequence[tuple[str, str]] = (),
+    out_compact: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The summary TSV, the one-file HTML report and a copy of the final tomogram set."""
+    """The summary TSV, the one-file HTML report (and its compact form without the figures,
+    ``out_compact``) and a copy of the final tomogram set."""
     from tiltflow.io.atomic import write_text_atomic
     from tiltflow.qc.report import write_report
 
@@ -112,6 +114,8 @@ def dataset_report(
         figure_dirs = {r["name"]: Path(out_html).parent / r["name"] for r in rows}
     write_text_atomic(out_tsv, summary_tsv(rows))
     write_report(out_html, rows, thresholds, version, figure_dirs, files)
+    if out_compact is not None:
+        write_report(out_compact, rows, thresholds, version, figure_dirs, files, compact=True)
     if final_star is not None and final_copy is not None:
         dst = Path(final_copy)
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -108,9 +108,9 @@ def png_bytes(fig: Any, colors: int = 40) -> bytes:
     buf.seek(0)
     with Image.open(buf) as im:
         rgb = im.convert("RGB")
-    pal = rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal = rgb.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     out = io.BytesIO()
-    pal.save(out, format="PNG", optimize=True)
+    pal.save(out, format="PNG", compress_level=9)
     return out.getvalue()
 
 
@@ -230,6 +230,12 @@ def _outline() -> list[Any]:
     import matplotlib.patheffects as pe
 
     return [pe.withStroke(linewidth=2.2, foreground="black")]
+
+
+def _deg(a: float) -> str:
+    """A tilt angle as a signed whole number of degrees ('+0', never '-0')."""
+    v = int(round(float(a)))
+    return f"{v:+d}" if v else "0"
 
 
 def _observed_on(tr: Any, f: int) -> tuple[np.ndarray, np.ndarray]:
@@ -510,7 +516,7 @@ def fig_gallery(qc: TomogramQC, th: Thresholds) -> Any:
             path_effects=_outline(),
         )
     ax.set_xticks([j * (size + gap) + half for j in range(len(cols))])
-    ax.set_xticklabels([f"{angles[f]:+.0f}°" for f in cols])
+    ax.set_xticklabels([f"{_deg(angles[f])}°" for f in cols])
     ax.xaxis.tick_top()
     ax.set_yticks([i * (size + gap) + half for i in range(len(picks))])
     labels = []
@@ -635,7 +641,7 @@ def fig_quiver(qc: TomogramQC, th: Thresholds) -> Any:
         ax.text(
             x0 + 0.5,
             y0 + aspect + 0.03,
-            f"{angles[f]:+.0f}°  {mean:.2f} px",
+            f"{_deg(angles[f])}°  {mean:.2f} px",
             ha="center",
             va="bottom",
             fontsize=7.5,
@@ -827,9 +833,12 @@ def fig_coverage(qc: TomogramQC, th: Thresholds) -> Any:
     step = max(1, n // 14)
     ticks = list(range(0, n, step))
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{angles[by_angle[i]]:+.0f}" for i in ticks])
+    ax.set_xticklabels([_deg(angles[by_angle[i]]) for i in ticks])
     ax.set_xlabel("tilt angle (°)")
     ax.set_ylabel("bead number")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     counts = seen.sum(axis=1)
     ax.set_title(
         f"{int(seen.any(axis=0).sum())} of {n} tilts with beads; beads detected on "
@@ -1253,8 +1262,8 @@ def plot_tomogram(
         sheet.paste(im, ((width - im.width) // 2, y + 10))
         y += im.height + 10
     buf = io.BytesIO()
-    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        buf, format="PNG", optimize=True
+    sheet.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        buf, format="PNG", compress_level=6
     )
     write_png(out_png, buf.getvalue())
     del flags  # the flags are recomputed with their reasons from qc and the thresholds

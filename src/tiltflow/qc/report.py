@@ -468,7 +468,14 @@ def tomogram_page(
     parts.append(_numbers(r))
     parts.append(_truth_table(r.get("truth") or {}))
     parts.append("<h2>Figures</h2>")
-    parts.append(_figures_html(r, fig_dir, embed))
+    if embed:
+        parts.append(_figures_html(r, fig_dir, embed))
+    else:
+        parts.append(
+            f'<p class="na">This compact overview holds no figures. The figures of {_e(name)} are '
+            f"in Snakemake's report under <b>Quality control → {_e(name)}</b>, and all on one "
+            "page in the full QC report (<code>results/qc/summary.html</code>).</p>"
+        )
     problems = r.get("problems") or []
     if problems:
         parts.append(
@@ -512,13 +519,16 @@ def summary_html(
     figure_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
     files: Sequence[tuple[str, str]] = (),
     title: str = "tiltflow QC report",
+    compact: bool = False,
 ) -> str:
     """The whole report as one HTML document.
 
     ``rows``: :func:`tiltflow.qc.metrics.summary_row` dicts with ``figures`` (from
     :func:`tiltflow.qc.plots.render_figures`); ``figure_dirs``: name -> directory holding that
     tomogram's figure files (embedded as data URIs); ``files``: (path, what) of the outputs to
-    list (as text: a link would not resolve inside Snakemake's report).
+    list (as text: a link would not resolve inside Snakemake's report). ``compact``: the same
+    report without the tomograms' figures (a few hundred bytes per tomogram), for the HTML form
+    of Snakemake's report, where Chromium shows no page larger than 2 MiB (a data: URL limit).
     """
     th = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_dict(thresholds)
     figure_dirs = figure_dirs or {}
@@ -548,6 +558,15 @@ def summary_html(
         _attention(rows),
         "<h2>Dataset</h2>",
     ]
+    if compact:
+        out.insert(
+            out.index(_attention(rows)),
+            '<p class="na">Compact overview: the tomogram pages hold their numbers but no figures '
+            "(so that this page fits Snakemake's HTML report). The figures are in Snakemake's "
+            "report under <b>Quality control → &lt;tomogram&gt;</b>, and on each tomogram's page "
+            "of the full QC report, <code>results/qc/summary.html</code> (also in "
+            "<code>snakemake --report report.zip</code>).</p>",
+        )
     if rows:
         for fig_title, uri in dataset_histograms(rows, th):
             out.append(f'<figure class="hist"><img src="{uri}" alt="{_e(fig_title)}"></figure>')
@@ -562,8 +581,9 @@ def summary_html(
     ]
     if files:
         out.append(
-            "<h2>Files</h2>"
-            + _kv([(p, _e(what)) for p, what in files]).replace("<th>", "<th><code>", 1)
+            '<h2>Files</h2><table class="kv">'
+            + "".join(f"<tr><th><code>{_e(p)}</code></th><td>{_e(w)}</td></tr>" for p, w in files)
+            + "</table>"
         )
     out.append(
         f"<footer>tiltflow {_e(version)} · self-contained report: figures embedded, no network "
@@ -578,6 +598,7 @@ def summary_html(
             None if d is None else Path(d),
             names[i - 1] if i > 0 else None,
             names[i + 1] if i + 1 < len(names) else None,
+            embed=not compact,
         )
         out.append(f'<template id="tpl-{_e(name)}">{page}</template>')
     out.append("</main>")
@@ -596,7 +617,10 @@ def write_report(
     version: str,
     figure_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
     files: Sequence[tuple[str, str]] = (),
+    compact: bool = False,
 ) -> None:
     from tiltflow.io.atomic import write_text_atomic
 
-    write_text_atomic(path, summary_html(rows, thresholds, version, figure_dirs, files))
+    title = "tiltflow QC overview (compact)" if compact else "tiltflow QC report"
+    text = summary_html(rows, thresholds, version, figure_dirs, files, title, compact)
+    write_text_atomic(path, text)
