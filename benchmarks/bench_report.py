@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import shutil
 import sys
@@ -66,7 +67,7 @@ def main() -> int:
         rows = []
         t_qc = []
         for c in distinct:
-            c = type(c)(**{**c.__dict__, "n_tilts": args.tilts, "image_px": args.size})
+            c = dataclasses.replace(c, n_tilts=args.tilts, image_px=args.size)
             prov, stars, _ = write_synthetic_results(root, c)
             t0 = time.perf_counter()
             rows.append(

@@ -281,6 +281,7 @@ def fig_beads(qc: TomogramQC, th: Thresholds) -> Any:
     lo, hi = display_range(disp, 0.2, 99.8)
     full_bp = band_pass(img, r) if b > 1 else disp
     angle = float(tilt_angles_deg(tomo)[f])
+    angle = 0.0 if abs(angle) < 0.05 else angle  # no "-0.0°"
     imp, ref = _proj_sets(qc)
     tr = qc.tracks_after if qc.tracks_after is not None else qc.tracks_before
     beads_f, obs_f = (np.zeros(0, int), np.zeros((0, 2))) if tr is None else _observed_on(tr, f)
@@ -741,8 +742,6 @@ def fig_changes(qc: TomogramQC, th: Thresholds) -> Any:
         title, ylabel = DELTA_PANELS.get(key, ("other changes", "change"))
         for (words, v), colour in zip(series, colours):
             ax.plot(angles[order], v[order], "o-", ms=3, lw=0.8, color=colour, label=words)
-            rms = float(np.sqrt(np.nanmean(v**2))) if np.isfinite(v).any() else math.nan
-            del rms
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(title)
         ax.set_ylabel(ylabel)

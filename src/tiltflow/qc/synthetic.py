@@ -9,7 +9,6 @@ writers), without running the steps. Cheap: ~0.1 s for 41 tilts of 256².
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,7 +378,3 @@ def dataset_cases(n: int, seed: int = 0) -> list[SyntheticCase]:
         cases.append(SyntheticCase(name=f"TS_{i + 1:03d}", **kw))
     return cases
 
-
-def write_json(path: str | os.PathLike[str], data: object) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
