@@ -13,25 +13,6 @@ from tiltflow.qc.figures import FIGURES, figure_filename
 QC_FIGURES = [f for f in FIGURES if f.key != "truth" or config["tomograms"]["sheet"] is None]
 
 
-def qc_figure_outputs():
-    return {
-        f"fig_{f.key}": report(
-            f"results/qc/{{name}}/{figure_filename(f.key)}",
-            caption=f"../report/figures/{f.key}.rst",
-            category="Quality control",
-            subcategory="{name}",
-            labels={"figure": f"{i + 1:02d} {f.title}"},
-        )
-        for i, f in enumerate(QC_FIGURES)
-    }
-
-
-def qc_truth(wildcards):
-    if config["tomograms"]["sheet"] is None:
-        return f"results/simulated/{wildcards.name}/truth.json"
-    return ""
-
-
 rule qc:
     input:
         provenance=expand("results/{step}/{{name}}/provenance.json", step=STEPS),
@@ -66,12 +47,24 @@ rule qc:
             subcategory="fiducials",
             labels={"tomogram": "{name}"},
         ),
-        **qc_figure_outputs(),
+        **{
+            f"fig_{f.key}": report(
+                f"results/qc/{{name}}/{figure_filename(f.key)}",
+                caption=f"../report/figures/{f.key}.rst",
+                category="Quality control",
+                subcategory="{name}",
+                labels={"figure": f"{i + 1:02d} {f.title}"},
+            )
+            for i, f in enumerate(QC_FIGURES)
+        },
     params:
         steps=STEPS,
         thresholds=config["qc"],
         figures=[f.key for f in QC_FIGURES],
-        truth=qc_truth,
+        # the simulator's truth of the bundled example (read only if it exists)
+        truth=lambda w: (
+            f"results/simulated/{w.name}/truth.json" if config["tomograms"]["sheet"] is None else ""
+        ),
     log:
         rule_log("qc", "{name}"),
     threads: rule_threads("qc")
@@ -85,12 +78,8 @@ rule qc:
 
 rule qc_summary:
     input:
+        # the figures (embedded) come from the same qc jobs as the metrics, so these suffice
         metrics=expand("results/qc/{name}.json", name=TOMOGRAMS),
-        figures=expand(
-            "results/qc/{name}/{file}",
-            name=TOMOGRAMS,
-            file=[figure_filename(f.key) for f in QC_FIGURES],
-        ),
         final="results/ice/tomograms.star",
     output:
         html=report(
