@@ -152,7 +152,9 @@ def dataset_histograms(rows: Sequence[Mapping[str, Any]], th: Thresholds) -> lis
         a1.set_xlabel("mean bead residual (px)")
         a1.set_ylabel("tomograms")
         a1.set_title(f"bead residual ({after.size} tomograms aligned)")
-        a1.legend(fontsize=8.5)
+        top = max([1.0] + [float(p.get_height()) for p in a1.patches])
+        a1.set_ylim(0, top * 1.55)  # headroom: the legend never covers a bar
+        a1.legend(fontsize=8.5, loc="upper center", ncol=2)
         if thick.size:
             width = max(1.0, float(np.ptp(thick)) / 30)  # nm; never finer than 1 nm
             edges = np.arange(
@@ -552,8 +554,8 @@ def summary_html(
         "<main>",
         '<section id="overview">',
         f"<h1>Quality control of {len(rows)} tomograms</h1>",
-        f'<p class="muted">{len(rows) - n_failed - n_flagged} passed every check, {n_flagged} '
-        f"are flagged (worth a look), {n_failed} failed and are not in the final set. A tomogram "
+        f'<p class="muted">Passed every check: {len(rows) - n_failed - n_flagged}; flagged (worth '
+        f"a look): {n_flagged}; failed (not in the final set): {n_failed}. A tomogram "
         "is flagged for a " + "; ".join(_e(s) for s in th.sentences()) + ".</p>",
         _attention(rows),
         "<h2>Dataset</h2>",

@@ -377,4 +377,3 @@ def dataset_cases(n: int, seed: int = 0) -> list[SyntheticCase]:
             kw["n_beads"] = 3
         cases.append(SyntheticCase(name=f"TS_{i + 1:03d}", **kw))
     return cases
-
