@@ -1,25 +1,41 @@
-"""Workflow script of rule qc_summary: the table over all tomograms (TSV + HTML)."""
+"""Workflow script of rule qc_summary: the one-file HTML report, the summary TSV and a copy of
+the final tomogram set."""
 
-import json
 from pathlib import Path
 
 from _common import setup_logging
 
 log = setup_logging(snakemake)  # noqa: F821
 
-from tiltflow.io.atomic import write_text_atomic  # noqa: E402
 from tiltflow.provenance import tiltflow_version  # noqa: E402
-from tiltflow.qc import summary_html, summary_tsv  # noqa: E402
+from tiltflow.qc.job import dataset_report  # noqa: E402
 
-rows = []
-for path in snakemake.input.metrics:  # noqa: F821
-    with open(path, encoding="utf-8") as fh:
-        rows.append(json.load(fh))
-out_html = Path(str(snakemake.output.html))  # noqa: F821
-figures = {r["name"]: f"{r['name']}.png" for r in rows}
-write_text_atomic(str(snakemake.output.tsv), summary_tsv(rows))  # noqa: F821
-write_text_atomic(
-    out_html, summary_html(rows, dict(snakemake.params.thresholds), tiltflow_version(), figures)
-)  # noqa: F821
+out = snakemake.output  # noqa: F821
+html = Path(str(out.html))
+rows = dataset_report(
+    [str(p) for p in snakemake.input.metrics],  # noqa: F821
+    dict(snakemake.params.thresholds),  # noqa: F821
+    tiltflow_version(),
+    out_tsv=str(out.tsv),
+    out_html=html,
+    out_compact=str(out.compact),
+    final_star=str(snakemake.input.final),  # noqa: F821
+    final_copy=str(out.final),
+    files=[
+        ("results/ice/tomograms.star", "the final RELION 4 tomogram set"),
+        (
+            "results/align/<name>/fiducials_<name>.star",
+            "refined 3D beads (rlnTomoFiducialsStarFile)",
+        ),
+        ("results/qc/summary.tsv", "this table, tab-separated"),
+        ("results/qc/<name>/", "the figures of each tomogram as files"),
+    ],
+)
 flagged = [r["name"] for r in rows if r["flags"]]
-log.info("%d tomograms, flagged: %s", len(rows), ", ".join(flagged) or "none")
+log.info(
+    "%d tomograms, flagged: %s; report %s (%d bytes)",
+    len(rows),
+    ", ".join(flagged) or "none",
+    html,
+    html.stat().st_size,
+)

@@ -70,6 +70,37 @@ ASSUMED: dict[str, tuple[str, ...]] = {
     ),
     "ice_model": ("tfFitIntensity", "tfModelIntensity", "tfModel", "tfPredictedIntensity"),
     "ice_used": ("tfUsedInFit", "tfUsed", "tfInlier", "tfIncluded"),
+    "ice_beam_angle": ("tfBeamAngleDeg",),
+    "ice_dose": ("tfDose",),
+    "ice_log_residual": ("tfLogResidual",),
+    "ice_scale": ("tfScaleFactor",),
+    # ice_<name>.star, block fit (uncertainties, normal, bead planes)
+    "ice_thickness_sd": ("tfRelativeThicknessSd",),
+    "ice_thickness_sd_nm": ("tfThicknessSdNm",),
+    "ice_luminance_sd": ("tfLuminanceSd",),
+    "ice_mean_free_path_nm": ("tfMeanFreePathNm",),
+    "ice_normal_x": ("tfIceNormalX",),
+    "ice_normal_y": ("tfIceNormalY",),
+    "ice_normal_z": ("tfIceNormalZ",),
+    "ice_normal_sd_deg": ("tfIceNormalSdDeg",),
+    "ice_normal_source": ("tfIceNormalSource",),
+    "ice_plane_rms_px": ("tfBeadPlaneRmsPx",),
+    "ice_plane_separation_px": ("tfBeadPlaneSeparationPx",),
+    "ice_rms_residual": ("tfRmsResidual",),
+    "ice_tilts_used": ("tfTiltsUsed",),
+    # align_<name>.star, more of the summary / tilts / beads blocks
+    "align_status": ("tfStatus",),
+    "align_n_tilts": ("tfNTilts",),
+    "align_n_tilts_refined": ("tfNTiltsRefined",),
+    "align_n_tilts_flagged": ("tfNTiltsFlagged",),
+    "align_n_outliers": ("tfNOutliers",),
+    "align_max_residual": ("tfMaxResidualPx",),
+    "align_tilt_angle": ("tfTiltAngleDeg",),
+    "align_tilt_nobs": ("tfNObs",),
+    "align_tilt_flagged": ("tfFlagged",),
+    "align_tilt_flag": ("tfFlag",),
+    "align_bead_nobs": ("tfNObs",),
+    "align_bead_outliers": ("tfNOutliers",),
 }
 
 #: align tilts-block columns holding a refined parameter change (matched by pattern)
@@ -86,6 +117,7 @@ class SideFiles:
     ice_dir: Path
     used: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    _cache: dict[Path, dict[str, pd.DataFrame]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_tomogram(cls, name: str, results: str | os.PathLike[str] = "results") -> SideFiles:
@@ -101,6 +133,16 @@ class SideFiles:
         return self.fiducials_dir / f"fiducials_{self.name}.star"
 
     @property
+    def tracks_refined(self) -> Path:
+        """The align step's copy of the tracks (fits from the refined matrices)."""
+        return self.align_dir / f"tracks_{self.name}.star"
+
+    @property
+    def fiducials_refined(self) -> Path:
+        """The 3D beads of the refined model (referenced by the final set)."""
+        return self.align_dir / f"fiducials_{self.name}.star"
+
+    @property
     def align(self) -> Path:
         return self.align_dir / f"align_{self.name}.star"
 
@@ -110,15 +152,19 @@ class SideFiles:
 
     # ------------------------------------------------------------------ reading
     def blocks(self, path: Path) -> dict[str, pd.DataFrame]:
-        if not path.is_file():
-            return {}
-        from tiltflow.io.star import read_star
+        """All blocks of a side file (read once), {} when absent or unreadable."""
+        if path in self._cache:
+            return self._cache[path]
+        out: dict[str, pd.DataFrame] = {}
+        if path.is_file():
+            from tiltflow.io.star import read_star
 
-        try:
-            return read_star(path)
-        except TiltflowError as exc:
-            self.problems.append(str(exc))
-            return {}
+            try:
+                out = read_star(path)
+            except TiltflowError as exc:
+                self.problems.append(str(exc))
+        self._cache[path] = out
+        return out
 
     def block(self, path: Path, block: str) -> pd.DataFrame | None:
         blocks = self.blocks(path)
@@ -155,6 +201,16 @@ class SideFiles:
             if label in df.columns and len(df):
                 self.used[quantity] = f"{where}:_{label}"
                 return str(df[label].iloc[0])
+        return None
+
+    def texts(self, df: pd.DataFrame | None, quantity: str, where: str) -> list[str] | None:
+        """The first candidate column of ``quantity`` as text, one entry per row, or None."""
+        if df is None:
+            return None
+        for label in ASSUMED[quantity]:
+            if label in df.columns:
+                self.used[quantity] = f"{where}:_{label}"
+                return [str(v) for v in df[label]]
         return None
 
     def delta_columns(self, df: pd.DataFrame | None, where: str) -> dict[str, np.ndarray]:
