@@ -59,7 +59,7 @@ class AssociationParams:
     #: a bead whose median anisotropy over its views exceeds this is not a bead (edge, line)
     max_anisotropy: float = 0.2
     #: a bead scoring below this fraction of the 75th-percentile score is dropped when it is also
-    #: more anisotropic than ``strict_anisotropy`` or its radius is off by more than
+    #: more anisotropic than ``strict_anisotropy`` or larger than declared by more than
     #: ``strict_radius_tolerance`` (relative): weak, not-quite-round specimen features
     weak_score_fraction: float = 0.25
     strict_anisotropy: float = 0.1
@@ -447,8 +447,10 @@ def associate(
     if score.size >= 4:
         ref_score = float(np.percentile(score, 75))
         weak = score < params.weak_score_fraction * ref_score
+        # larger than declared or not round (specimen); smaller round ones are small gold beads,
+        # which the fiducials file must list too (they are erased before reconstruction)
         off_shape = (aniso > params.strict_anisotropy) | (
-            np.abs(radius / radius_px - 1.0) > params.strict_radius_tolerance
+            radius / radius_px - 1.0 > params.strict_radius_tolerance
         )
         keep2 = ~(weak & off_shape)
         xyz, obs, sig, in_img, score = xyz[keep2], obs[keep2], sig[keep2], in_img[keep2], score[keep2]
@@ -475,19 +477,31 @@ def bead_appearance(
         return np.zeros(0), np.zeros(0)
     b, v = np.nonzero(np.isfinite(obs[..., 0]))
     app = appearance(stack, v, obs[b, v, 0], obs[b, v, 1], radius_px)
+    # a touching neighbour makes any bead look anisotropic: only views where no other bead is
+    # within 2.5 radii count for the anisotropy (a bead crowded in every view keeps 0: a cluster
+    # of gold is still gold)
+    crowded = np.zeros(b.size, bool)
+    if m > 1:
+        pv = obs.transpose(1, 0, 2)  # (n, m, 2)
+        dd = np.linalg.norm(pv[:, :, None, :] - pv[:, None, :, :], axis=3)
+        dd[:, np.arange(m), np.arange(m)] = np.inf
+        near = np.nan_to_num(dd, nan=np.inf).min(axis=2)  # (n, m)
+        crowded = near[v, b] < 2.5 * radius_px
+    an_used = np.where(crowded, np.nan, app.anisotropy)
     radius = np.full(m, np.nan)
     aniso = np.full(m, np.inf)
     order = np.argsort(b, kind="stable")
     bs = b[order]
     starts = np.searchsorted(bs, np.arange(m))
     ends = np.searchsorted(bs, np.arange(m), side="right")
-    rad_s, an_s = app.radius[order], app.anisotropy[order]
+    rad_s, an_s = app.radius[order], an_used[order]
     for i in range(m):  # one median per bead (m is small)
         if ends[i] > starts[i]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 radius[i] = np.nanmedian(rad_s[starts[i] : ends[i]])
-                aniso[i] = np.nanmedian(an_s[starts[i] : ends[i]])
+                a = an_s[starts[i] : ends[i]]
+                aniso[i] = float(np.nanmedian(a)) if np.isfinite(a).any() else 0.0
     return radius, aniso
 
 

@@ -571,7 +571,7 @@ def detect(
     than one radius in the same frame are merged (the higher peak wins). With ``shape_filter``
     detections that do not look like a bead (:func:`tiltflow.fiducials.shape.is_bead_like`:
     anisotropy above :data:`DETECTION_MAX_ANISOTROPY` — edges, lines — or a fitted radius
-    outside 0.5–1.5 × ``radius_px``) are dropped too; each kept detection carries its fitted
+    outside 0.4–1.5 × ``radius_px``) are dropped too; each kept detection carries its fitted
     radius and anisotropy.
     """
     b = default_binning(radius_px) if binning is None else int(binning)
