@@ -134,6 +134,39 @@ def non_ice_mask(sm: F64, usable: NDArray[np.bool_] | None = None) -> NDArray[np
     return out
 
 
+#: the non-ice regions are found on the field block-averaged to about this many px a side
+REGION_SIDE = 128
+
+
+def _non_ice_regions(
+    img: F64, usable: NDArray[np.bool_], sigma: float, margin: float
+) -> NDArray[np.bool_]:
+    """:func:`non_ice_mask` of the field ``img`` smoothed by ``sigma`` and dilated by ``margin``
+    (both in ``img`` px), computed on a copy block-averaged to about :data:`REGION_SIDE` px a
+    side (the regions are large), then expanded back to ``img``'s grid."""
+    hb, wb = img.shape
+    q = max(1, min(hb, wb) // REGION_SIDE)
+    if q > 1:
+        hq, wq = hb // q, wb // q
+        coarse = img[: hq * q, : wq * q].reshape(hq, q, wq, q).mean(axis=(1, 3))
+        use = usable[: hq * q, : wq * q].reshape(hq, q, wq, q).mean(axis=(1, 3)) > 0.5
+    else:
+        coarse, use = img, usable
+    other = non_ice_mask(ndimage.gaussian_filter(coarse, sigma / q, mode="nearest"), use)
+    if not other.any():
+        return np.zeros(img.shape, bool)
+    other = ndimage.binary_dilation(other, structure=_disc(max(1.0, margin / q)))
+    if q > 1:
+        full = np.zeros(img.shape, bool)
+        up = np.repeat(np.repeat(other, q, axis=0), q, axis=1)
+        full[: up.shape[0], : up.shape[1]] = up
+        # the trailing rows/columns that did not fill a block take their neighbour's value
+        full[up.shape[0] :, : up.shape[1]] = up[-1:, :]
+        full[:, up.shape[1] :] = full[:, up.shape[1] - 1 : up.shape[1]]
+        return full
+    return other
+
+
 def flat_field_from_binned(binned: F64, exclude: NDArray[np.bool_] | None = None) -> F64:
     """Flat field of mean 1 from ``(n, hb, wb)`` binned frames: median over tilts, smoothed.
 
@@ -306,9 +339,7 @@ def measure_intensities(
         sm = ndimage.gaussian_filter(img, smooth_sigma, mode="nearest")
         # carbon film, grid-bar shadow: the darker of two regions, with a margin of a bead
         # radius plus the smoothing for the transition
-        other = non_ice_mask(ndimage.gaussian_filter(img, region_sigma, mode="nearest"), keep)
-        if other.any():
-            keep &= ~ndimage.binary_dilation(other, structure=_disc(2 * smooth_sigma + 1))
+        keep &= ~_non_ice_regions(img, keep, region_sigma, 2 * smooth_sigma + 1)
         vals = sm[keep]
         if vals.size:
             med = float(np.median(vals))
@@ -316,7 +347,10 @@ def measure_intensities(
             if sig > 0:
                 dark = sm < med - dark_mask_sigma * sig
                 if dark.any():
-                    keep &= ~ndimage.binary_dilation(dark, structure=dilate)
+                    # dilation by a square of the bead radius: separable, so cheap
+                    size = dilate.shape[0]
+                    grown = ndimage.maximum_filter(dark.view(np.uint8), size=size) > 0
+                    keep &= ~grown
         nkeep = int(keep.sum())
         npx[f] = nkeep * bm * bm
         masked[f] = 1.0 - nkeep / keep.size
