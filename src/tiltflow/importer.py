@@ -41,6 +41,7 @@ from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack_frames
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 from tiltflow.io.staging import OutputTransaction
+from tiltflow.io.star import WHITESPACE_REASON, refuse_whitespace
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 from tiltflow.params import params_from_dict
@@ -83,6 +84,11 @@ class ImportOptions:
     def __post_init__(self) -> None:
         if self.angpix is not None and not (np.isfinite(self.angpix) and self.angpix > 0):
             raise ConfigError(f"import: angpix must be a positive number of Å, got {self.angpix!r}")
+        if any(c.isspace() for c in self.root):
+            raise ConfigError(
+                f"import: root {self.root!r} contains whitespace: it prefixes the tilt-series "
+                f"paths written into the tomogram set, and {WHITESPACE_REASON}"
+            )
         if not 0.0 <= self.q0 <= 1.0:
             raise ConfigError(
                 f"import: Q0 (amplitude contrast) must lie in [0, 1], got {self.q0!r}"
@@ -591,6 +597,10 @@ def import_tilt_series(
         if culled is None:
             base = culled_dir if culled_dir is not None else out_dir / "culled"
             culled = str(base / f"{row.name.replace('/', '_')}.mrc")
+        # the culled stack's path goes into the set: refuse it before the stack is written
+        refuse_whitespace(
+            culled, f"tomogram {row.name}: culled stack (views excluded in {al.tilt_path})"
+        )
         refuse_output_file_over_inputs(stack_file(culled), [stack_path], "culled stack")
         stack = read_stack(stack_path)
         culled_path = stack_file(culled)

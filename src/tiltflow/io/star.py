@@ -51,6 +51,32 @@ def format_vector(row: Sequence[float]) -> str:
     return "[" + ",".join(format_float(v) for v in row) + "]"
 
 
+#: why a name or path with whitespace cannot go into a STAR file (shared by every such error)
+WHITESPACE_REASON = (
+    "STAR files are whitespace-separated, so a name or path written into one may not contain "
+    "spaces or tabs (RELION could not read it back either)"
+)
+
+
+def refuse_whitespace(text: str, what: str, path: str | os.PathLike[str] | None = None,
+                      line: int | None = None) -> None:
+    """Raise InputError when ``text`` (a name or path that goes into a STAR file) holds
+    whitespace; ``what`` says what it is (``"output directory"``, ``"tomogram name"``)."""
+    if any(c.isspace() for c in str(text)):
+        raise InputError(
+            path, f"{what} {str(text)!r} contains whitespace: {WHITESPACE_REASON}; choose one without",
+            line=line,
+        )
+
+
+class StarValueError(ValueError):
+    """A value that cannot be written into a STAR file (empty, or holding whitespace)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        super().__init__(f"STAR values may not be empty or contain whitespace: {text!r}")
+
+
 def format_value(v: Value) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "1" if v else "0"
@@ -60,7 +86,7 @@ def format_value(v: Value) -> str:
         return format_float(float(v))
     text = str(v)
     if text == "" or any(c.isspace() for c in text):
-        raise ValueError(f"STAR values may not be empty or contain whitespace: {text!r}")
+        raise StarValueError(text)
     return text
 
 
@@ -72,7 +98,21 @@ def loop_block(name: str, columns: Mapping[str, Sequence[Value]]) -> str:
         raise ValueError(f"block {name}: columns have different lengths {sorted(n)}")
     lines = [f"data_{name}", "", "loop_"]
     lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
-    cols = [[format_value(v) for v in columns[k]] for k in labels]
+    cols = []
+    for k in labels:
+        try:
+            cols.append([format_value(v) for v in columns[k]])
+        except StarValueError as exc:
+            what = "an empty value" if not exc.text else f"{exc.text!r}"
+            why = (
+                "STAR values may not be empty" if not exc.text
+                else f"it contains whitespace: {WHITESPACE_REASON}"
+            )
+            raise InputError(
+                None,
+                f"cannot write {what} as _{k} (block data_{name}): {why}; choose names and "
+                "paths (output directories included) without whitespace",
+            ) from None
     for row in zip(*cols):
         lines.append(" ".join(row))
     return "\n".join(lines) + "\n\n"
