@@ -429,6 +429,14 @@ def read_imod_alignment(row: ImportRow, options: ImportOptions) -> ImodAlignment
     stack_path = stack_file(row.tilt_series)
     header = read_header(stack_path)
     nz = int(header.nz)
+    raw_px = header.cell_pixel_size
+    if options.check_pixel_size and raw_px is not None and not (np.isfinite(raw_px) and raw_px >= 0):
+        raise InputError(
+            stack_path,
+            f"header pixel size {raw_px:g} Å (cell size / MX) is not a pixel size: a broken "
+            "header (fix it, e.g. IMOD alterheader -PixelSize; or set check_pixel_size false / "
+            "--no_pixel_check to use --angpix alone)",
+        )
     if (
         options.check_pixel_size
         and header.pixel_size is not None

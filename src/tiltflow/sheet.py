@@ -175,8 +175,10 @@ def read_sheet(path: PathLike) -> pd.DataFrame:
     ones), or a missing rlnTomoImportImodDir / rlnTomoTiltSeriesName column.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a tomogram sheet (.star or .tsv)")
     if not path.is_file():
-        raise InputError(path, "file not found")
+        raise InputError(path, "file not found (expected a tomogram sheet, .star or .tsv)")
     if is_star_sheet(path):
         text_labels = [lab for lab in SHEET_LABELS if lab not in NUMERIC_LABELS]
         blocks = read_star(path, parse_as_string=text_labels)

@@ -138,6 +138,15 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
         raise InputError(path, "no data_global block: not a RELION 4 tomogram set")
     g = blocks["global"]
     require_columns(g, GLOBAL_LABELS, path, "global")
+    listed = [str(n) for n in g["rlnTomoName"]]
+    dup = sorted({n for n in listed if listed.count(n) > 1})
+    if dup:
+        rows = [i + 1 for i, n in enumerate(listed) if n == dup[0]]
+        raise InputError(
+            path,
+            f"duplicate tomogram names {dup} in data_global (name {dup[0]!r} in rows {rows}): "
+            "each tomogram needs its own name",
+        )
     tomos = []
     for row_no, (_, row) in enumerate(g.iterrows(), start=1):
         name = str(row["rlnTomoName"])
