@@ -414,3 +414,20 @@ def test_unknown_labels_are_kept_through_every_step(proj, capsys):
         blocks = read_star(f"{step}/tomograms.star")
         assert list(blocks["global"]["myTomoNote"]) == ["my_lab_note"], step
         assert list(blocks["TS_01"]["myTiltScore"]) == [7] * NZ, step
+
+
+def test_unknown_label_some_tomograms_lack_is_dropped_with_a_warning(proj, caplog):
+    import dataclasses
+
+    from tiltflow.io.tomograms import write_tomogram_set
+    from tiltflow.model import TomogramSet
+
+    t1 = read_tomogram_set("ok/tomograms.star")["TS_01"]
+    t1 = t1.replace(extra={"myTomoNote": "kept"})
+    t2 = dataclasses.replace(t1, name="TS_02", extra={})
+    with caplog.at_level(logging.WARNING):
+        write_tomogram_set("two.star", TomogramSet((t1, t2)))
+    assert "_myTomoNote" in caplog.text and "TS_02" in caplog.text
+    assert "myTomoNote" not in read_star("two.star")["global"].columns
+    write_tomogram_set("one.star", TomogramSet((t1,)))
+    assert read_tomogram_set("one.star")["TS_01"].extra["myTomoNote"] == "kept"
