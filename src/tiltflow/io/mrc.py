@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mrcfile
@@ -34,7 +34,7 @@ class StackHeader:
     nz: int
     pixel_size: float | None
     #: ``cella.x / mx`` as written, even when not a valid pixel size (negative, NaN); None if mx = 0
-    cell_pixel_size: float | None = None
+    cell_pixel_size: float | None = field(default=None, compare=False)
 
 
 def stack_file(tilt_series: PathLike) -> Path:
