@@ -163,7 +163,8 @@ def _read_tsv(path: Path) -> pd.DataFrame:
                 except ValueError:
                     raise InputError(path, f"column {c!r}: {v!r} is not a number", line=n) from None
             else:
-                refuse_whitespace(v, f"column {c!r} value", path, line=n)
+                if lab != "rlnTomoName":  # names: checked (with the name rule) by tomogram_names
+                    refuse_whitespace(v, f"column {c!r} value", path, line=n)
                 data[lab].append(v)
     return pd.DataFrame(data)
 
@@ -186,7 +187,7 @@ def read_sheet(path: PathLike) -> pd.DataFrame:
             raise InputError(path, "no data block found")
         df = next(iter(blocks.values()))
         for label in df.columns:
-            if label in NUMERIC_LABELS:
+            if label in NUMERIC_LABELS or label == "rlnTomoName":  # names: tomogram_names
                 continue
             for i, v in enumerate(df[label]):
                 if isinstance(v, str):
