@@ -206,12 +206,20 @@ DateTime = 01-Jan-24  10:01:00
     np.testing.assert_array_equal(pre, [5.0, 3.0, 0.0])
 
 
-def test_mdoc_zvalue_order_when_a_datetime_is_missing(tmp_path: Path) -> None:
+def test_mdoc_one_missing_datetime_is_an_error(tmp_path: Path) -> None:
+    # one section without a DateTime must not silently re-order the acquisition (issue #11 item 4)
     text = "[ZValue = 1]\nTiltAngle = 3\nDateTime = 01-Jan-24  09:00:00\n\n[ZValue = 0]\nTiltAngle = 0\n"
+    with pytest.raises(InputError, match=r"z.mdoc, line 5: section \[ZValue = 0\] has no DateTime"):
+        read_mdoc_acquisition(write(tmp_path, "z.mdoc", text))
+
+
+def test_mdoc_zvalue_order_when_no_section_has_a_datetime(tmp_path: Path, caplog) -> None:
+    text = "[ZValue = 1]\nTiltAngle = 3\n\n[ZValue = 0]\nTiltAngle = 0\n"
     acq = read_mdoc_acquisition(write(tmp_path, "z.mdoc", text))
     assert not acq.by_datetime and acq.pixel_size is None
     np.testing.assert_array_equal(acq.z_values, [0, 1])
     np.testing.assert_array_equal(acq.tilt_angles, [0.0, 3.0])
+    assert "z.mdoc: no DateTime in any section" in caplog.text and "ZValue order" in caplog.text
 
 
 def test_pre_exposure_from_mdoc_hand_case() -> None:

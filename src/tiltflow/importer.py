@@ -32,7 +32,7 @@ import numpy as np
 from tiltflow.errors import ConfigError, InputError
 from tiltflow.geometry import ImodGeometry, projection_matrices
 from tiltflow.imod.comfile import NewstCom, TiltCom, read_newst_com, read_tilt_com
-from tiltflow.imod.defocus import read_ctfplotter
+from tiltflow.imod.defocus import CtfPlotterTable, read_ctfplotter
 from tiltflow.imod.tlt import read_tlt
 from tiltflow.imod.xf import read_xf
 from tiltflow.io.ctffind import read_ctffind
@@ -41,6 +41,7 @@ from tiltflow.io.mdoc import pre_exposure_from_mdoc, read_mdoc_acquisition
 from tiltflow.io.mrc import read_header, read_stack, stack_file, write_stack_frames
 from tiltflow.io.order_list import pre_exposure_from_order, read_order_list
 from tiltflow.io.staging import OutputTransaction
+from tiltflow.io.star import WHITESPACE_REASON, refuse_whitespace
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 from tiltflow.params import params_from_dict
@@ -83,6 +84,11 @@ class ImportOptions:
     def __post_init__(self) -> None:
         if self.angpix is not None and not (np.isfinite(self.angpix) and self.angpix > 0):
             raise ConfigError(f"import: angpix must be a positive number of Å, got {self.angpix!r}")
+        if any(c.isspace() for c in self.root):
+            raise ConfigError(
+                f"import: root {self.root!r} contains whitespace: it prefixes the tilt-series "
+                f"paths written into the tomogram set, and {WHITESPACE_REASON}"
+            )
         if not 0.0 <= self.q0 <= 1.0:
             raise ConfigError(
                 f"import: Q0 (amplitude contrast) must lie in [0, 1], got {self.q0!r}"
@@ -247,12 +253,102 @@ def _kept_views(exclude: Sequence[int], nz: int, tilt_com: Path) -> np.ndarray:
     return kept
 
 
+#: a constant offset between the .tlt and the .defocus angles larger than this is a wrong file
+DEFOCUS_MAX_OFFSET_DEG = 5.0
+#: smallest tolerance (deg) between a view's .tlt angle and its .defocus angle (else half the step)
+DEFOCUS_MIN_ANGLE_TOL_DEG = 1.0
+
+
+def _check_defocus_angles(
+    table: CtfPlotterTable, line_idx: np.ndarray, tilt_kept: np.ndarray, path: Path,
+    tlt_path: Path | None,
+) -> None:
+    """Each kept view's .tlt angle must lie within the angle range of its .defocus line, after
+    removing a constant offset (<= DEFOCUS_MAX_OFFSET_DEG), within max(1°, half the tilt step);
+    flag 16 (inverted tilt angles) negates the file's angles."""
+    tilt = np.asarray(tilt_kept, dtype=np.float64)
+    if tilt.size == 0:
+        return
+    sign = -1.0 if table.inverted_tilt else 1.0
+    a = sign * table.angle_start[line_idx]
+    b = sign * table.angle_end[line_idx]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    u = np.unique(np.round(tilt, 6))
+    steps = np.diff(u)
+    steps = steps[steps > 1e-6]
+    tol = max(DEFOCUS_MIN_ANGLE_TOL_DEG, 0.5 * float(np.median(steps)) if steps.size else 0.0)
+    off = float(np.median(tilt - np.clip(tilt, lo, hi))) if tilt.size >= 5 else 0.0
+    tlt_name = "the .tlt" if tlt_path is None else str(tlt_path)
+    if abs(off) > DEFOCUS_MAX_OFFSET_DEG:
+        raise InputError(
+            path,
+            f"the tilt angles of {tlt_name} differ from this file's by a constant {off:+.2f}° "
+            f"(more than {DEFOCUS_MAX_OFFSET_DEG:g}°): is this the .defocus of this tilt series?",
+        )
+    t = tilt - off
+    resid = np.abs(t - np.clip(t, lo, hi))
+    worst = int(np.argmax(resid))
+    if resid[worst] > tol + 1e-9:
+        i = int(line_idx[worst])
+        written = (
+            f"{table.angle_start[i]:g}°" if table.angle_start[i] == table.angle_end[i]
+            else f"{table.angle_start[i]:g}° to {table.angle_end[i]:g}°"
+        )
+        raise InputError(
+            path,
+            f"view(s) {table.view_start[i]}-{table.view_end[i]} at {written}"
+            f"{' (inverted, flag 16)' if table.inverted_tilt else ''}, but {tlt_name} has "
+            f"{tilt[worst]:g}° for that view ({resid[worst]:.2f}° apart"
+            f"{f' after removing a constant offset of {off:+.2f}°' if off else ''}; tolerance "
+            f"{tol:.2f}°): this .defocus does not belong to this tilt series (or its views are "
+            "numbered differently)",
+            line=table.line_of(i),
+        )
+    if abs(off) > DEFOCUS_MIN_ANGLE_TOL_DEG:  # smaller offsets are the scatter of refined angles
+        log.warning(
+            "%s: the .defocus angles are offset by %+.2f° from %s; paired by view number",
+            path, -off, tlt_name,
+        )
+
+
+def _positive_defocus(
+    values: list[tuple[str, np.ndarray]], lines: list[int | None], path: Path, unit: str
+) -> None:
+    for what, arr in values:
+        bad = np.flatnonzero(~(arr > 0))
+        if bad.size:
+            k = int(bad[0])
+            raise InputError(
+                path,
+                f"{what} is {arr[k]:g} {unit}, expected > 0 (underfocus is positive; 0 or a "
+                "negative value is not a CTF fit)",
+                line=lines[k],
+            )
+
+
 def _defocus(
-    row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int
+    row: ImportRow, nz: int, kept: np.ndarray, n_tlt: int,
+    tilt_kept: np.ndarray | None = None, tlt_path: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Defocus U, V (Å) and angle (deg) of the kept views."""
+    """Defocus U, V (Å) and angle (deg) of the kept views.
+
+    ctfplotter: its lines may not cover views beyond the stack, every kept view needs a line,
+    and (with ``tilt_kept``) each kept view's .tlt angle is checked against its line's angles.
+    CTFFIND: one line per raw view, or one per kept view when the .tlt lists only the kept views.
+    Defocus must be > 0 for every kept view.
+    """
     if row.ctfplotter is not None:
         table = read_ctfplotter(row.ctfplotter)
+        beyond = np.flatnonzero(table.view_end > nz)
+        if beyond.size:
+            i = int(beyond[0])
+            raise InputError(
+                row.ctfplotter,
+                f"covers views up to {int(table.view_end.max())}, but the stack has {nz} views "
+                f"(this line: views {table.view_start[i]}-{table.view_end[i]}): is this the "
+                ".defocus of this tilt series?",
+                line=table.line_of(i),
+            )
         d1, d2, ang, _phase = table.per_view(nz)
         d1, d2, ang = d1[kept], d2[kept], ang[kept]
         missing = np.flatnonzero(~np.isfinite(d1))
@@ -262,6 +358,12 @@ def _defocus(
                 row.ctfplotter,
                 f"no defocus for view(s) {views} (1-based); the stack has {nz} views",
             )
+        line_idx = table.line_index_per_view(nz)[kept]
+        lines = [table.line_of(int(i)) for i in line_idx]
+        checks = [("defocus1", d1)] + ([("defocus2", d2)] if table.has_astigmatism else [])
+        _positive_defocus(checks, lines, row.ctfplotter, "nm")
+        if tilt_kept is not None:
+            _check_defocus_angles(table, line_idx, tilt_kept, row.ctfplotter, tlt_path)
         # RELION 4: U = 10·defocus1, V = 10·defocus2 (nm -> Å), angle copied unchanged
         return (
             10.0 * d1,
@@ -271,19 +373,25 @@ def _defocus(
     assert row.ctffind is not None
     ctf = read_ctffind(row.ctffind)
     n = ctf.defocus1_A.shape[0]
-    if n >= nz:
+    if n == nz:
         idx = kept
     elif n == kept.size and n_tlt == kept.size:
         idx = np.arange(n)
     else:
-        raise InputError(
-            row.ctffind, f"{n} CTFFIND entries, but the stack has {nz} views ({kept.size} kept)"
+        kept_case = (
+            f" or {kept.size} (one per kept view, with a .tlt of the kept views)"
+            if kept.size < nz else ""
         )
-    return (
-        ctf.defocus1_A[idx].astype(np.float64),
-        ctf.defocus2_A[idx].astype(np.float64),
-        ctf.astig_angle_deg[idx].astype(np.float64),
-    )
+        raise InputError(
+            row.ctffind,
+            f"{n} CTFFIND lines, but the stack has {nz} views ({kept.size} kept): expected {nz} "
+            f"(one per view){kept_case}; is this the CTFFIND output of this tilt series?",
+        )
+    lines = [int(ctf.line[i]) if ctf.line.size else None for i in idx]
+    d1 = ctf.defocus1_A[idx].astype(np.float64)
+    d2 = ctf.defocus2_A[idx].astype(np.float64)
+    _positive_defocus([("defocus 1", d1), ("defocus 2", d2)], lines, row.ctffind, "Å")
+    return d1, d2, ctf.astig_angle_deg[idx].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -321,6 +429,14 @@ def read_imod_alignment(row: ImportRow, options: ImportOptions) -> ImodAlignment
     stack_path = stack_file(row.tilt_series)
     header = read_header(stack_path)
     nz = int(header.nz)
+    raw_px = header.cell_pixel_size
+    if options.check_pixel_size and raw_px is not None and not (np.isfinite(raw_px) and raw_px >= 0):
+        raise InputError(
+            stack_path,
+            f"header pixel size {raw_px:g} Å (cell size / MX) is not a pixel size: a broken "
+            "header (fix it, e.g. IMOD alterheader -PixelSize; or set check_pixel_size false / "
+            "--no_pixel_check to use --angpix alone)",
+        )
     if (
         options.check_pixel_size
         and header.pixel_size is not None
@@ -470,7 +586,9 @@ def import_tilt_series(
         al.stack_path, al.nz, al.kept, al.tilt_kept, al.tlt, al.geom
     )
     proj = projection_matrices(geom, al.xf[kept], tilt_kept, al.x_tilt_kept)
-    defocus_u, defocus_v, defocus_angle = _defocus(row, nz, kept, tlt.shape[0])
+    defocus_u, defocus_v, defocus_angle = _defocus(
+        row, nz, kept, tlt.shape[0], tilt_kept, al.tlt_path
+    )
 
     # pre-exposure from the raw (not --flipAng-negated) angles of the kept views
     if row.mdoc is not None:
@@ -487,6 +605,10 @@ def import_tilt_series(
         if culled is None:
             base = culled_dir if culled_dir is not None else out_dir / "culled"
             culled = str(base / f"{row.name.replace('/', '_')}.mrc")
+        # the culled stack's path goes into the set: refuse it before the stack is written
+        refuse_whitespace(
+            culled, f"tomogram {row.name}: culled stack (views excluded in {al.tilt_path})"
+        )
         refuse_output_file_over_inputs(stack_file(culled), [stack_path], "culled stack")
         stack = read_stack(stack_path)
         culled_path = stack_file(culled)

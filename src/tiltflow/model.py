@@ -49,8 +49,11 @@ class Tomogram:
     defocus_angle: np.ndarray  # (n,) degrees
     ctf_scale: np.ndarray  # (n,)
     pre_exposure: np.ndarray  # (n,) e/Å²
-    #: optional RELION global labels (see OPTIONAL_GLOBAL_LABELS) -> value
+    #: further global labels -> value: the optional ones tiltflow writes (OPTIONAL_GLOBAL_LABELS)
+    #: and any other label of an input set, carried through every step unchanged
     extra: Mapping[str, str | float] = field(default_factory=dict)
+    #: further per-tilt labels of an input set -> (n,) values, carried through unchanged
+    tilt_extra: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.proj.shape[0]
@@ -62,16 +65,20 @@ class Tomogram:
                 raise ValueError(
                     f"tomogram {self.name}: {label} must have {n} values, got {np.shape(arr)}"
                 )
-        unknown = set(self.extra) - set(OPTIONAL_GLOBAL_LABELS)
-        if unknown:
-            raise ValueError(f"tomogram {self.name}: unknown global labels {sorted(unknown)}")
+        for label, values in self.tilt_extra.items():
+            if np.shape(values) != (n,):
+                raise ValueError(
+                    f"tomogram {self.name}: per-tilt label {label} must have {n} values, "
+                    f"got {np.shape(values)}"
+                )
 
     @property
     def n_tilts(self) -> int:
         return int(self.proj.shape[0])
 
     def replace(self, **changes: Any) -> Tomogram:
-        """A copy with some fields changed (``extra`` is merged, not replaced, when a dict is given)."""
+        """A copy with some fields changed (``extra`` is merged, not replaced, when a dict is
+        given; ``tilt_extra`` is kept unless given)."""
         if "extra" in changes:
             merged = dict(self.extra)
             merged.update(changes["extra"])

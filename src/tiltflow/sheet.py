@@ -23,12 +23,13 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from tiltflow.errors import InputError
-from tiltflow.io.star import read_star, write_star
+from tiltflow.io.star import WHITESPACE_REASON, read_star, refuse_whitespace, write_star
 
 PathLike = str | os.PathLike[str]
 
@@ -66,6 +67,10 @@ NUMERIC_LABELS: frozenset[str] = frozenset(
 )
 
 _FRIENDLY = {label: column for column, label in TSV_COLUMNS.items()}
+
+#: what a tomogram name given in the sheet (rlnTomoName / name) must look like: it becomes a STAR
+#: block name and a file name (the workflow requires the same of every name)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def is_star_sheet(path: PathLike) -> bool:
@@ -120,10 +125,18 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     labels = [_label_of(c) for c in columns]
     unknown = [c for c, lab in zip(columns, labels) if lab is None]
     if unknown:
+        hint = ""
+        if "\t" not in header:
+            sep = "commas" if "," in header else "spaces" if " " in header.strip() else ""
+            if sep:
+                hint = (
+                    f"; the sheet must be tab-separated (one TAB between columns), but this "
+                    f"header has {sep} and no TAB"
+                )
         raise InputError(
             path,
-            f"unknown column(s) {', '.join(repr(c) for c in unknown)}; known: {', '.join(TSV_COLUMNS)} "
-            f"(or the RELION labels {', '.join(SHEET_LABELS)})",
+            f"unknown column(s) {', '.join(repr(c) for c in unknown)}{hint}; known: "
+            f"{', '.join(TSV_COLUMNS)} (or the RELION labels {', '.join(SHEET_LABELS)})",
             line=header_line,
         )
     seen: dict[str, str] = {}
@@ -150,6 +163,8 @@ def _read_tsv(path: Path) -> pd.DataFrame:
                 except ValueError:
                     raise InputError(path, f"column {c!r}: {v!r} is not a number", line=n) from None
             else:
+                if lab != "rlnTomoName":  # names: checked (with the name rule) by tomogram_names
+                    refuse_whitespace(v, f"column {c!r} value", path, line=n)
                 data[lab].append(v)
     return pd.DataFrame(data)
 
@@ -161,14 +176,22 @@ def read_sheet(path: PathLike) -> pd.DataFrame:
     ones), or a missing rlnTomoImportImodDir / rlnTomoTiltSeriesName column.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a tomogram sheet (.star or .tsv)")
     if not path.is_file():
-        raise InputError(path, "file not found")
+        raise InputError(path, "file not found (expected a tomogram sheet, .star or .tsv)")
     if is_star_sheet(path):
         text_labels = [lab for lab in SHEET_LABELS if lab not in NUMERIC_LABELS]
         blocks = read_star(path, parse_as_string=text_labels)
         if not blocks:
             raise InputError(path, "no data block found")
         df = next(iter(blocks.values()))
+        for label in df.columns:
+            if label in NUMERIC_LABELS or label == "rlnTomoName":  # names: tomogram_names
+                continue
+            for i, v in enumerate(df[label]):
+                if isinstance(v, str):
+                    refuse_whitespace(v.strip(), f"row {i + 1}: _{label}", path)
     else:
         df = _read_tsv(path)
     for label in REQUIRED_LABELS:
@@ -179,7 +202,8 @@ def read_sheet(path: PathLike) -> pd.DataFrame:
 
 def tomogram_names(df: pd.DataFrame, root: str = "", path: PathLike | None = None) -> list[str]:
     """Names of the sheet's tomograms in row order: rlnTomoName, or RELION 4's default from
-    ``root`` + rlnTomoTiltSeriesName. Raises InputError (naming ``path``) on duplicates."""
+    ``root`` + rlnTomoTiltSeriesName. Raises InputError (naming ``path``) on duplicates, a given
+    name that does not match :data:`NAME_RE` or a default name holding whitespace."""
     prefix = root_prefix(root)
     names = []
     for i in range(len(df)):
@@ -189,6 +213,14 @@ def tomogram_names(df: pd.DataFrame, root: str = "", path: PathLike | None = Non
             if ts is None:
                 raise InputError(path, f"row {i + 1}: no rlnTomoName and no rlnTomoTiltSeriesName")
             name = relion_tomogram_name(prefix + ts)
+            refuse_whitespace(name, f"row {i + 1}: tomogram name (from the tilt-series path)", path)
+        elif not NAME_RE.match(name):
+            why = f"it contains whitespace: {WHITESPACE_REASON}" if any(
+                c.isspace() for c in name) else "it becomes a STAR block name and a file name"
+            raise InputError(
+                path,
+                f"row {i + 1}: tomogram name {name!r} does not match {NAME_RE.pattern} ({why})",
+            )
         names.append(name)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

@@ -63,6 +63,32 @@ class Observations:
         return int(self.bead.size)
 
 
+def _index_column(values: object, label: str) -> I64:
+    """An index column as int64; a value that is not an integer (``0.5``, NaN, text) is an
+    InputError naming the row (1-based) and the label, never silently truncated."""
+    raw = np.asarray(values).reshape(-1)
+    try:
+        num = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        num = None
+    if num is None or not np.all(np.isfinite(num) & (num == np.round(num))):
+        if num is None:
+            k = next(i for i, v in enumerate(raw.tolist()) if not _is_number(v))
+        else:
+            k = int(np.flatnonzero(~(np.isfinite(num) & (num == np.round(num))))[0])
+        name = f"_{label}" if label.startswith("tf") else label
+        raise InputError(None, f"row {k + 1}: {name} is {raw[k]}, expected an integer index")
+    return num.astype(np.int64)
+
+
+def _is_number(v: object) -> bool:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def as_observations(obs: object, n_tilts: int, n_beads: int) -> Observations:
     """Normalise observations given as a DataFrame (``bead, tilt, x, y[, score]`` or the tracks
     labels ``tfBeadIndex, tfTiltIndex, tfObsX, tfObsY[, tfScore]``) or a tuple
@@ -85,8 +111,10 @@ def as_observations(obs: object, n_tilts: int, n_beads: int) -> Observations:
     else:
         bead, tilt, x, y = obs  # type: ignore[misc]
         score = np.ones(np.size(bead))
-    bead = np.asarray(bead, dtype=np.int64).reshape(-1)
-    tilt = np.asarray(tilt, dtype=np.int64).reshape(-1)
+    label = ("tfBeadIndex", "tfTiltIndex") if isinstance(obs, pd.DataFrame) and (
+        "tfBeadIndex" in obs.columns) else ("bead", "tilt")
+    bead = _index_column(bead, label[0])
+    tilt = _index_column(tilt, label[1])
     xy = np.stack(
         [np.asarray(x, dtype=np.float64).reshape(-1), np.asarray(y, dtype=np.float64).reshape(-1)],
         1,

@@ -16,7 +16,7 @@ from tiltflow.errors import InputError
 from tiltflow.fiducials import io as fidio
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.staging import OutputTransaction
-from tiltflow.io.star import star_path, write_star
+from tiltflow.io.star import refuse_whitespace, star_path, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 
@@ -103,6 +103,8 @@ def run_align(
     out = Path(out_dir)
     tset = read_tomogram_set(tomo_star)
     refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tset))
+    # the set names out_dir/fiducials_<name>.star: refuse whitespace before any work
+    refuse_whitespace(star_path(out), "align: output directory")
     if names:
         missing = [n for n in names if n not in tset.names]
         if missing:

@@ -90,8 +90,33 @@ def params_from_args(args: argparse.Namespace) -> IceParams:
     return IceParams.from_dict(d)
 
 
+#: the Beer-Lambert fit has 3 parameters (log L, thickness, in-plane normal angle): it needs at
+#: least one more tilt with data (tiltflow.ice.model.fit_beer_lambert)
+MIN_ICE_TILTS = 4
+
+
+def check_tilt_counts(set_path: str, names: list[str] | None) -> None:
+    """Refuse, naming the set and the tomogram, a tomogram with too few tilts for the ice fit
+    (the library's own message counts only 'tilts with data' and names neither)."""
+    from tiltflow.errors import InputError
+    from tiltflow.io.tomograms import read_tomogram_set
+
+    tset = read_tomogram_set(set_path)
+    for tomo in tset:
+        if names and tomo.name not in names:
+            continue
+        if tomo.n_tilts < MIN_ICE_TILTS:
+            raise InputError(
+                set_path,
+                f"tomogram {tomo.name} has only {tomo.n_tilts} tilt(s): the ice fit (log L, "
+                f"thickness and the normal's angle) needs at least {MIN_ICE_TILTS} tilts with data"
+                " (were most views excluded at import?)",
+            )
+
+
 def run(args: argparse.Namespace) -> None:
     """Run the step and print one line per tomogram."""
+    check_tilt_counts(args.t, args.tomo)
     result = run_estimate_ice(args.t, args.o, params_from_args(args), names=args.tomo)
     for tomo in result:
         t = tomo.extra["rlnTomoRelativeIceThickness"]  # apply_result always sets it

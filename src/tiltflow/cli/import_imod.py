@@ -107,6 +107,12 @@ def options_from_args(args: argparse.Namespace) -> ImportOptions:
 
 
 def run(args: argparse.Namespace) -> None:
+    import logging
+    import sys
+
+    logging.basicConfig(
+        level=logging.WARNING, format="tiltflow import-imod: warning: %(message)s", stream=sys.stderr
+    )
     out = output_star(args.o)
     opts = options_from_args(args)
     result = run_import(

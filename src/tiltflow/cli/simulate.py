@@ -206,8 +206,12 @@ def resolve_names(n: int | None, names: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
+    from tiltflow.io.star import refuse_whitespace
     from tiltflow.simulate import SimulationParams, simulate_dataset
     from tiltflow.simulate.params import preset_params
+
+    # the project's paths go into DIR/import.star: refuse before anything is written
+    refuse_whitespace(args.o, "simulate: output directory (--o)")
 
     d: dict[str, Any] = preset_params(args.preset) if args.preset else {}
     if args.config:

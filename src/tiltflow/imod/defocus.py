@@ -23,7 +23,7 @@ does this reader.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class CtfPlotterTable:
     written; defocus in nm; ``astig_angle_deg`` in degrees (0 without astigmatism);
     ``phase_shift_rad`` in radians (0 without phase shift); ``cut_on`` in 1/nm (NaN without).
     ``inverted_tilt`` is flag 16: the angles in the file have the opposite sign of the stack's.
+    ``line`` is the 1-based line of the file each element was read from (for messages).
     """
 
     version: int
@@ -61,6 +62,7 @@ class CtfPlotterTable:
     phase_shift_rad: np.ndarray
     cut_on: np.ndarray
     inverted_tilt: bool
+    line: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return int(self.view_start.shape[0])
@@ -96,6 +98,20 @@ class CtfPlotterTable:
             for arr, col in zip(out, cols):
                 arr[lo:hi] = col[i]
         return out[0], out[1], out[2], out[3]
+
+    def line_index_per_view(self, n_views: int) -> np.ndarray:
+        """Per raw view (0-based), the index of the line whose range covers it (the later line
+        when ranges overlap, as :meth:`per_view`), -1 where no line covers it."""
+        out = np.full(n_views, -1, dtype=np.int64)
+        for i in range(len(self)):
+            lo, hi = int(self.view_start[i]) - 1, min(int(self.view_end[i]), n_views)
+            if lo < hi:
+                out[lo:hi] = i
+        return out
+
+    def line_of(self, index: int) -> int | None:
+        """1-based file line of element ``index``, or None when unknown."""
+        return int(self.line[index]) if 0 <= index < self.line.shape[0] else None
 
     def cut_on_per_view(self, n_views: int) -> np.ndarray:
         """Cut-on frequency (1/nm) per raw view, NaN where absent or uncovered."""
@@ -186,6 +202,7 @@ def read_ctfplotter(path: PathLike) -> CtfPlotterTable:
 
     vs: list[int] = []
     ve: list[int] = []
+    line_nos: list[int] = []
     rows: list[list[float]] = []
     for k, (lineno, text) in enumerate(data):
         toks = text.split()
@@ -206,6 +223,7 @@ def read_ctfplotter(path: PathLike) -> CtfPlotterTable:
             )
         vs.append(a)
         ve.append(b)
+        line_nos.append(lineno)
         rows.append([parse_float(t, path, lineno, names[j + 2]) for j, t in enumerate(toks[2:])])
 
     n = len(rows)
@@ -243,4 +261,5 @@ def read_ctfplotter(path: PathLike) -> CtfPlotterTable:
         phase_shift_rad=phase,
         cut_on=cut_on,
         inverted_tilt=bool(flags & FLAG_INVERTED_TILT),
+        line=np.asarray(line_nos, dtype=np.int64),
     )

@@ -8,7 +8,7 @@ columns (e.g. CTFFIND5's tilt and thickness); they are ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,7 +28,8 @@ CTFFIND_COLUMNS = (
 
 @dataclass(frozen=True)
 class CtfFindTable:
-    """CTFFIND4 results, one element per data line in file order (float64 arrays)."""
+    """CTFFIND4 results, one element per data line in file order (float64 arrays); ``line`` is
+    the 1-based file line of each (for messages)."""
 
     micrograph: np.ndarray
     defocus1_A: np.ndarray
@@ -37,6 +38,7 @@ class CtfFindTable:
     phase_shift_rad: np.ndarray
     cross_correlation: np.ndarray
     fit_resolution_A: np.ndarray
+    line: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return int(self.micrograph.shape[0])
@@ -50,6 +52,7 @@ def read_ctffind(path: PathLike) -> CtfFindTable:
     missing file, a file without data lines, too few columns or non-numeric values.
     """
     rows: list[list[float]] = []
+    line_nos: list[int] = []
     for lineno, text in read_text_lines(path, "a CTFFIND4 output file"):
         if text.startswith("#"):
             continue
@@ -60,6 +63,7 @@ def read_ctffind(path: PathLike) -> CtfFindTable:
                 f"expected 7 columns ({'; '.join(CTFFIND_COLUMNS)}), found {len(tokens)}: {text!r}",
                 line=lineno,
             )
+        line_nos.append(lineno)
         rows.append(
             [parse_float(t, path, lineno, CTFFIND_COLUMNS[i]) for i, t in enumerate(tokens[:7])]
         )
@@ -68,4 +72,14 @@ def read_ctffind(path: PathLike) -> CtfFindTable:
             path, "contains no data lines (expected CTFFIND4 results, one line per micrograph)"
         )
     arr = np.asarray(rows, dtype=np.float64)
-    return CtfFindTable(*(arr[:, i].copy() for i in range(7)))
+    cols = [arr[:, i].copy() for i in range(7)]
+    return CtfFindTable(
+        micrograph=cols[0],
+        defocus1_A=cols[1],
+        defocus2_A=cols[2],
+        astig_angle_deg=cols[3],
+        phase_shift_rad=cols[4],
+        cross_correlation=cols[5],
+        fit_resolution_A=cols[6],
+        line=np.asarray(line_nos, dtype=np.int64),
+    )

@@ -23,6 +23,8 @@ from tiltflow.errors import InputError
 from tiltflow.io.angle_match import match_angles
 from tiltflow.io.text import PathLike, read_text_lines
 
+log = logging.getLogger(__name__)
+
 _DATETIME_FORMATS = ("%d-%b-%y %H:%M:%S", "%d-%b-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S")
 
 
@@ -34,7 +36,7 @@ class MdocAcquisition:
     (the section's ``[ZValue = n]``, or ``[FrameSet = n]`` for a frame-set mdoc) are float64/int64
     arrays in the same order; ``pixel_size`` is ``PixelSpacing`` in Å (header, else the first
     section that has one) or None. ``by_datetime`` says whether the order came from the sections'
-    DateTime (all present and readable) or from ZValue.
+    DateTime (all present and readable) or from ZValue (no section has a DateTime).
     """
 
     tilt_angles: np.ndarray
@@ -81,6 +83,37 @@ def _line_of(path: PathLike, field: str, value: object) -> int | None:
     return None
 
 
+_SECTION_RE = re.compile(r"^\[\s*(ZValue|FrameSet)\s*=\s*(-?\d+)\s*\]")
+
+
+def _section_starts(path: PathLike, kind: str, z: int) -> list[int]:
+    """1-based lines of every ``[kind = z]`` section header."""
+    out = []
+    for lineno, text in read_text_lines(path, "a SerialEM .mdoc file"):
+        m = _SECTION_RE.match(text)
+        if m and m.group(1) == kind and int(m.group(2)) == z:
+            out.append(lineno)
+    return out
+
+
+def _section_line(path: PathLike, kind: str, z: int, field: str) -> int | None:
+    """1-based line of ``field`` inside section ``[kind = z]`` (else the section's line), or None."""
+    inside = False
+    section = None
+    for lineno, text in read_text_lines(path, "a SerialEM .mdoc file"):
+        m = _SECTION_RE.match(text)
+        if m:
+            inside = m.group(1) == kind and int(m.group(2)) == z
+            if inside and section is None:
+                section = lineno
+            continue
+        if text.startswith("["):
+            inside = False
+        elif inside and re.match(rf"^{re.escape(field)}\s*=", text):
+            return lineno
+    return section
+
+
 def _load_mdoc(path: PathLike) -> Mdoc:
     lines = read_text_lines(path, "a SerialEM .mdoc file")  # missing / binary / empty checks
     if not lines:
@@ -124,10 +157,12 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
     """Read the tilt images of a SerialEM ``.mdoc`` in acquisition order.
 
     The tilt images are the ``[ZValue = n]`` sections (for a frame-set mdoc without any, the
-    ``[FrameSet = n]`` sections). Chronological order is by ``DateTime`` when every section has a
-    readable one (ties broken by ZValue), otherwise by ZValue. Raises
-    :class:`~tiltflow.errors.InputError` for a missing/empty/malformed file, no tilt sections or a
-    section without ``TiltAngle``.
+    ``[FrameSet = n]`` sections). Chronological order is by ``DateTime`` (ties broken by ZValue);
+    only when *no* section has a DateTime is it the ZValue order, with a warning saying so. Raises
+    :class:`~tiltflow.errors.InputError` for a missing/empty/malformed file, no tilt sections, a
+    ZValue given twice, a section without ``TiltAngle``, a negative or non-finite
+    ``ExposureDose``, or one section whose DateTime is missing or unreadable while others have one
+    (a single such section would otherwise re-order the whole acquisition).
     """
     mdoc = _load_mdoc(path)
     sections = [s for s in mdoc.section_data if s.ZValue is not None]
@@ -141,6 +176,17 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
         )
 
     z = np.asarray([getattr(s, kind) for s in sections], dtype=np.int64)
+    seen: dict[int, int] = {}
+    for k, zi in enumerate(z.tolist()):
+        if zi in seen:
+            lines = _section_starts(path, kind, zi)
+            raise InputError(
+                path,
+                f"section [{kind} = {zi}] appears twice (sections {seen[zi] + 1} and {k + 1}): "
+                f"each tilt image needs its own {kind}",
+                line=lines[1] if len(lines) > 1 else None,
+            )
+        seen[zi] = k
     angles = []
     for s, zi in zip(sections, z):
         if s.TiltAngle is None or not np.isfinite(s.TiltAngle):
@@ -151,16 +197,43 @@ def read_mdoc_acquisition(path: PathLike) -> MdocAcquisition:
     doses = []
     for s, zi in zip(sections, z):
         d = 0.0 if s.ExposureDose is None else float(s.ExposureDose)
-        if not np.isfinite(d):
+        if not np.isfinite(d) or d < 0:
             raise InputError(
                 path,
-                f"section [{kind} = {zi}] has a non-finite ExposureDose",
-                line=_line_of(path, kind, zi),
+                f"section [{kind} = {zi}] has ExposureDose {s.ExposureDose!r}, expected a finite "
+                "number >= 0 (e/A^2; 0 = use the fractional dose)",
+                line=_section_line(path, kind, int(zi), "ExposureDose"),
             )
         doses.append(d)
 
     times = [_parse_datetime(s.DateTime) for s in sections]
-    by_datetime = all(t is not None for t in times)
+    if all(not s.DateTime for s in sections):
+        by_datetime = False
+        log.warning(
+            "%s: no DateTime in any section; acquisition order (and so every pre-exposure) "
+            "taken from the %s order",
+            path, kind,
+        )
+    else:
+        for s, zi, t in zip(sections, z, times):
+            if t is not None:
+                continue
+            if not s.DateTime:
+                raise InputError(
+                    path,
+                    f"section [{kind} = {zi}] has no DateTime, but other sections have one: the "
+                    "acquisition order (and every pre-exposure) would be a guess; give every "
+                    "section a DateTime (or none: then the ZValue order is used)",
+                    line=_line_of(path, kind, zi),
+                )
+            raise InputError(
+                path,
+                f"section [{kind} = {zi}]: DateTime {s.DateTime!r} is not readable (expected "
+                "e.g. '01-Jan-24  12:20:00', dd-Mon-yy HH:MM:SS); the acquisition order depends "
+                "on it",
+                line=_section_line(path, kind, int(zi), "DateTime"),
+            )
+        by_datetime = True
     if by_datetime:
         order = sorted(range(len(sections)), key=lambda i: (times[i], int(z[i]), i))
     else:

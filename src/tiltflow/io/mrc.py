@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mrcfile
@@ -33,6 +33,8 @@ class StackHeader:
     ny: int
     nz: int
     pixel_size: float | None
+    #: ``cella.x / mx`` as written, even when not a valid pixel size (negative, NaN); None if mx = 0
+    cell_pixel_size: float | None = field(default=None, compare=False)
 
 
 def stack_file(tilt_series: PathLike) -> Path:
@@ -90,7 +92,11 @@ def read_header(path: PathLike) -> StackHeader:
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
     if nx < 1 or ny < 1 or nz < 1:
         raise InputError(path, f"invalid MRC dimensions nx={nx}, ny={ny}, nz={nz} (expected >= 1)")
-    return StackHeader(nx=nx, ny=ny, nz=nz, pixel_size=_pixel_size(header))
+    mx = int(header.mx)
+    raw = float(header.cella.x) / mx if mx > 0 else None
+    return StackHeader(
+        nx=nx, ny=ny, nz=nz, pixel_size=_pixel_size(header), cell_pixel_size=raw
+    )
 
 
 def read_stack(path: PathLike) -> np.ndarray:
@@ -98,8 +104,9 @@ def read_stack(path: PathLike) -> np.ndarray:
 
     A native-endian float32 file is returned as a read-only memory map (no copy); anything else
     (other byte order, int8, int16, uint16, float16) is converted to a float32 array in memory. Raises
-    :class:`~tiltflow.errors.InputError` for a missing, invalid or truncated file or an
-    unsupported mode (complex, 4-bit, RGB).
+    :class:`~tiltflow.errors.InputError` for a missing, invalid or truncated file, an
+    unsupported mode (complex, 4-bit, RGB) or a frame with NaN or inf pixels (each frame is
+    summed once while reading, naming the first bad frame).
     """
     p = stack_file(path)
     header, ext_bytes = _open_header(p)
@@ -121,8 +128,38 @@ def read_stack(path: PathLike) -> np.ndarray:
         raise InputError(p, f"MRC file is truncated: {size} bytes, the header announces {need}")
     data = np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=(nz, ny, nx))
     if dtype == np.dtype(np.float32):  # native float32: memory-mapped, no copy
+        _check_finite(data, p)
         return data
-    return np.asarray(data, dtype=np.float32)
+    out = np.asarray(data, dtype=np.float32)
+    if dtype.kind == "f":  # integer modes cannot hold NaN or inf
+        _check_finite(out, p)
+    return out
+
+
+def _check_finite(stack: np.ndarray, path: Path) -> None:
+    """Raise InputError naming the stack and the first frame holding a NaN or inf pixel.
+
+    One pass, a frame at a time: a frame's float64 sum is finite exactly when all its pixels
+    are (float32 values cannot overflow a float64 sum); the pages read are released again.
+    """
+    n = stack.shape[0]
+    for f in range(n):
+        total = float(np.sum(stack[f], dtype=np.float64))
+        if not np.isfinite(total):
+            frame = np.asarray(stack[f])
+            n_nan = int(np.isnan(frame).sum())
+            n_inf = int(np.isinf(frame).sum())
+            y, x = (int(v[0]) for v in np.nonzero(~np.isfinite(frame)))
+            what = " and ".join(
+                t for t in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if t
+            )
+            raise InputError(
+                path,
+                f"frame {f + 1} of {n} (1-based) holds {what} pixel(s), the first at x={x}, "
+                f"y={y}: every pixel of a tilt series must be a finite number (a corrupt or "
+                "unfinished file, or gaps filled with NaN by an earlier program?)",
+            )
+        release_pages(stack, f, f + 1)
 
 
 def write_stack(path: PathLike, data: np.ndarray, pixel_size: float | None) -> None:

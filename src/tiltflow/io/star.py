@@ -51,6 +51,32 @@ def format_vector(row: Sequence[float]) -> str:
     return "[" + ",".join(format_float(v) for v in row) + "]"
 
 
+#: why a name or path with whitespace cannot go into a STAR file (shared by every such error)
+WHITESPACE_REASON = (
+    "STAR files are whitespace-separated, so a name or path written into one may not contain "
+    "spaces or tabs (RELION could not read it back either)"
+)
+
+
+def refuse_whitespace(text: str, what: str, path: str | os.PathLike[str] | None = None,
+                      line: int | None = None) -> None:
+    """Raise InputError when ``text`` (a name or path that goes into a STAR file) holds
+    whitespace; ``what`` says what it is (``"output directory"``, ``"tomogram name"``)."""
+    if any(c.isspace() for c in str(text)):
+        raise InputError(
+            path, f"{what} {str(text)!r} contains whitespace: {WHITESPACE_REASON}; choose one without",
+            line=line,
+        )
+
+
+class StarValueError(ValueError):
+    """A value that cannot be written into a STAR file (empty, or holding whitespace)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        super().__init__(f"STAR values may not be empty or contain whitespace: {text!r}")
+
+
 def format_value(v: Value) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "1" if v else "0"
@@ -60,7 +86,7 @@ def format_value(v: Value) -> str:
         return format_float(float(v))
     text = str(v)
     if text == "" or any(c.isspace() for c in text):
-        raise ValueError(f"STAR values may not be empty or contain whitespace: {text!r}")
+        raise StarValueError(text)
     return text
 
 
@@ -72,7 +98,21 @@ def loop_block(name: str, columns: Mapping[str, Sequence[Value]]) -> str:
         raise ValueError(f"block {name}: columns have different lengths {sorted(n)}")
     lines = [f"data_{name}", "", "loop_"]
     lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
-    cols = [[format_value(v) for v in columns[k]] for k in labels]
+    cols = []
+    for k in labels:
+        try:
+            cols.append([format_value(v) for v in columns[k]])
+        except StarValueError as exc:
+            what = "an empty value" if not exc.text else f"{exc.text!r}"
+            why = (
+                "STAR values may not be empty" if not exc.text
+                else f"it contains whitespace: {WHITESPACE_REASON}"
+            )
+            raise InputError(
+                None,
+                f"cannot write {what} as _{k} (block data_{name}): {why}; choose names and "
+                "paths (output directories included) without whitespace",
+            ) from None
     for row in zip(*cols):
         lines.append(" ".join(row))
     return "\n".join(lines) + "\n\n"
@@ -125,13 +165,19 @@ def read_star(
     names such as ``001`` or ``1e3`` are not turned into numbers.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a STAR file")
     if not path.is_file():
-        raise InputError(path, "file not found")
+        raise InputError(path, "file not found (expected a STAR file)")
     try:
         blocks = starfile.read(
             path, always_dict=True, parse_as_string=sorted({*TEXT_LABELS, *parse_as_string})
         )
     except Exception as exc:  # starfile raises assorted errors on malformed files
+        found = _row_length_fault(path)
+        if found is not None:
+            line, message = found
+            raise InputError(path, message, line=line) from None
         raise InputError(path, f"not a readable STAR file ({exc})") from None
     out: dict[str, pd.DataFrame] = {}
     for name, block in blocks.items():
@@ -139,6 +185,52 @@ def read_star(
             block = pd.DataFrame([block])
         out[name] = block
     return out
+
+
+def _row_length_fault(path: Path) -> tuple[int, str] | None:
+    """The first loop row whose number of values differs from its block's labels, as
+    ``(line, message)`` (naming the label of a ``[a, b, c, d]`` vector written with spaces), or
+    None. Used to explain a STAR file that starfile could not read."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    block = ""
+    labels: list[str] = []
+    in_loop = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("data_"):
+            block, labels, in_loop = line[5:], [], False
+            continue
+        if line == "loop_":
+            labels, in_loop = [], True
+            continue
+        if line.startswith("_"):
+            if in_loop:
+                labels.append(line.split()[0][1:])
+            continue
+        if not in_loop or not labels:
+            continue
+        tokens = line.split()
+        if len(tokens) == len(labels):
+            continue
+        msg = f"{len(tokens)} values for the {len(labels)} labels of data_{block}"
+        for k, tok in enumerate(tokens):
+            if tok.startswith("[") and not tok.endswith("]") and k < len(labels):
+                end = next((j for j in range(k, len(tokens)) if tokens[j].endswith("]")), k)
+                vec = " ".join(tokens[k : end + 1])
+                msg += (
+                    f": the value of _{labels[k]} is written with spaces ({vec}); write it as "
+                    f"{vec.replace(' ', '')}, without spaces, as RELION does"
+                )
+                break
+        else:
+            msg += " (a value containing spaces, or a missing value?)"
+        return lineno, msg
+    return None
 
 
 def require_columns(

@@ -53,8 +53,15 @@ def parse_float(token: str, path: PathLike | None, line: int | None, what: str) 
     try:
         value = float(token)
     except ValueError:
+        hint = ""
+        if "," in token and "." not in token:
+            try:
+                float(token.replace(",", "."))
+                hint = f" (a decimal comma? write {token.replace(',', '.')})"
+            except ValueError:
+                pass
         raise InputError(
-            path, f"expected a number for {what}, found {token!r}", line=line
+            path, f"expected a number for {what}, found {token!r}{hint}", line=line
         ) from None
     if not math.isfinite(value):
         raise InputError(path, f"expected a finite number for {what}, found {token!r}", line=line)

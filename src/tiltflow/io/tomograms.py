@@ -1,7 +1,13 @@
-"""Read and write RELION 4 tomogram sets (``tomograms.star``, format in SPEC §4)."""
+"""Read and write RELION 4 tomogram sets (``tomograms.star``, format in SPEC §4).
+
+Labels of an input set that tiltflow does not know (global or per tilt, e.g. a lab's own
+``_myNote`` or RELION labels of a newer version) are read into ``Tomogram.extra`` /
+``Tomogram.tilt_extra`` and written back after tiltflow's own, so every step keeps them.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +50,8 @@ TILT_LABELS: tuple[str, ...] = (
 
 STAR_VERSION_LINE = "version 30001"
 
+log = logging.getLogger(__name__)
+
 
 def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
     """The STAR blocks (global first, then one per tomogram) of a tomogram set."""
@@ -73,6 +81,20 @@ def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
                 f"global label {label} is set for some tomograms but not for {lacking}"
             )
         g[label] = [t.extra[label] for t in tomos]
+    # labels of an input set tiltflow does not know: kept, after its own, in first-seen order
+    others = list(dict.fromkeys(
+        lab for t in tomos for lab in t.extra
+        if lab not in OPTIONAL_GLOBAL_LABELS and lab not in GLOBAL_LABELS
+    ))
+    for label in others:
+        lacking = [t.name for t in tomos if label not in t.extra]
+        if lacking:
+            log.warning(
+                "global label _%s (from an input set) is not written: tomogram(s) %s lack it",
+                label, lacking,
+            )
+            continue
+        g[label] = [t.extra[label] for t in tomos]
     blocks: dict[str, dict[str, list]] = {"global": g}
     for t in tomos:
         blocks[t.name] = {
@@ -86,7 +108,15 @@ def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
             "rlnCtfScalefactor": [float(v) for v in t.ctf_scale],
             "rlnMicrographPreExposure": [float(v) for v in t.pre_exposure],
         }
+        for label, values in t.tilt_extra.items():
+            if label not in TILT_LABELS:
+                blocks[t.name][label] = [_plain(v) for v in values]
     return blocks
+
+
+def _plain(v: Any) -> Any:
+    """A numpy scalar as the Python value the STAR writer formats (int stays int)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def write_tomogram_set(
@@ -138,6 +168,15 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
         raise InputError(path, "no data_global block: not a RELION 4 tomogram set")
     g = blocks["global"]
     require_columns(g, GLOBAL_LABELS, path, "global")
+    listed = [str(n) for n in g["rlnTomoName"]]
+    dup = sorted({n for n in listed if listed.count(n) > 1})
+    if dup:
+        rows = [i + 1 for i, n in enumerate(listed) if n == dup[0]]
+        raise InputError(
+            path,
+            f"duplicate tomogram names {dup} in data_global (name {dup[0]!r} in rows {rows}): "
+            "each tomogram needs its own name",
+        )
     tomos = []
     for row_no, (_, row) in enumerate(g.iterrows(), start=1):
         name = str(row["rlnTomoName"])
@@ -168,6 +207,13 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
         }
         extra = {
             k: (str(v) if k == "rlnTomoFiducialsStarFile" else float(v)) for k, v in extra.items()
+        }
+        # any other label is kept as read and written back by every step
+        for lab in g.columns:
+            if lab not in GLOBAL_LABELS and lab not in OPTIONAL_GLOBAL_LABELS:
+                extra[lab] = _plain(row[lab])
+        tilt_extra = {
+            lab: tb[lab].to_numpy() for lab in tb.columns if lab not in TILT_LABELS
         }
         where = f"data_global row {row_no} ({name})"
 
@@ -206,6 +252,7 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
                 ctf_scale=_column(tb, "rlnCtfScalefactor", path, name, float),
                 pre_exposure=_column(tb, "rlnMicrographPreExposure", path, name, float),
                 extra=extra,
+                tilt_extra=tilt_extra,
             )
         )
     return TomogramSet(tuple(tomos))
