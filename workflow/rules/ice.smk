@@ -1,11 +1,12 @@
-# ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit).
+# ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit). Reads the
+# align output, or the hand output when config hand.enabled.
 # Side files in results/ice/{name}/: ice_{name}.star (blocks fit, tilts), ice_{name}.png.
 
 
 rule ice:
     input:
-        star="results/align/{name}/tomograms.star",
-        provenance="results/align/{name}/provenance.json",
+        star=f"results/{upstream_step('ice')}/{{name}}/tomograms.star",
+        provenance=f"results/{upstream_step('ice')}/{{name}}/provenance.json",
     output:
         star="results/ice/{name}/tomograms.star",
         provenance="results/ice/{name}/provenance.json",

@@ -61,7 +61,7 @@ class HandParams:
     res_high_A: float = 5.0
     search_A: float | None = None
     min_rings: float = 4.0
-    min_strip_z: float = 4.0
+    min_strip_z: float = 5.0
     min_z: float = 5.0
     slope_tolerance: float = 0.5
     min_agreement: float = 0.75

@@ -2,7 +2,7 @@
 
 The specimen is a thin slab (``slab_nm``) of weak-phase random potential through the tomogram
 centre, perpendicular to the zero-tilt beam, made of ``n_layers`` layers. Each layer's projected
-phase is a Gaussian random field with fine (amorphous, ~2 Å) texture plus a few-nm structure,
+phase is a Gaussian random field with fine (amorphous, ~1 Å) texture plus a few-nm structure,
 its variance growing with the path length ``1 / cos(tilt)``. Every pixel of every layer is
 imaged with its own defocus, exactly as RELION 4 models it (``Tomogram::getCtf``)::
 
@@ -120,9 +120,10 @@ def _phase_amplitude(shape: tuple[int, int], px: float, sim: HandSimulation) -> 
     ky = scipy.fft.fftfreq(h, d=px)[:, None]
     kx = scipy.fft.rfftfreq(w, d=px)[None, :]
     k2 = kx * kx + ky * ky
-    fine = np.exp(-0.5 * k2 * 2.0**2)
-    ell = sim.structure_nm * 10.0 / (2.0 * np.pi)
-    coarse = np.exp(-0.5 * k2 * ell**2)
+    # Gaussian correlations: fine texture sigma 1 Å, structure sigma = half its size
+    fine = np.exp(-2.0 * np.pi**2 * 1.0**2 * k2)
+    sigma_s = 0.5 * sim.structure_nm * 10.0
+    coarse = np.exp(-2.0 * np.pi**2 * sigma_s**2 * k2)
     coarse[0, 0] = 0.0
     fine[0, 0] = 0.0
     # irfft2 of white complex noise of unit variance per component: pixel variance = 2 Σ a² / (h w)²
