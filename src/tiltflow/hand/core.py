@@ -336,6 +336,12 @@ def _conclude(
             )
         if not selected.any():
             why += f"; no tilt is {params.min_tilt_deg:g}° or more from the specimen normal"
+        elif m and not used.any():
+            zmax = float(np.nanmax(st["z"])) if np.isfinite(st["z"]).any() else float("nan")
+            why += (
+                f"; no strip has significant Thon rings with an optimum inside the search "
+                f"range (best ring amplitude {zmax:.2f} noise sigma, need {params.min_strip_z:g})"
+            )
         reasons.append(why)
     agreement = np.nan
     finite_t = np.isfinite(t_slope)

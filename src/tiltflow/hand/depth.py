@@ -65,13 +65,50 @@ def rays(proj: ArrayLike) -> F64:
     return np.asarray(r * sign[:, None], dtype=np.float64)
 
 
-def fit_plane(points: ArrayLike) -> tuple[F64, F64, float]:
-    """Least-squares plane through 3D points: (unit normal, centroid, RMS distance)."""
+def fit_plane(points: ArrayLike, guess: ArrayLike | None = None) -> tuple[F64, F64, float]:
+    """Mid-plane of 3D points on one or two parallel surfaces: (unit normal, point, RMS distance).
+
+    Fiducials usually sit on the two ice surfaces, so a single least-squares plane tilts towards
+    any chance correlation between a bead's surface and its lateral position. The heights along
+    the current normal are split in two (largest gap, kept when it exceeds 4 × the RMS within the
+    groups); the normal is the smallest eigenvector of the pooled within-group scatter (iterated),
+    the point the mean of the group centroids (the mid-plane), the RMS that of the beads to their
+    own plane.
+    """
     x = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    c = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - c, full_matrices=False)
-    rms = float(s[-1] / np.sqrt(x.shape[0])) if x.shape[0] else float("nan")
-    return vt[-1].copy(), c, rms
+    if x.shape[0] < 3:
+        return np.array([0.0, 0.0, 1.0]), x.mean(axis=0) if x.size else np.zeros(3), float("nan")
+    if guess is None:
+        _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+        n = vt[-1].copy()
+    else:
+        n = np.asarray(guess, dtype=np.float64) / np.linalg.norm(guess)
+    groups = np.zeros(x.shape[0], dtype=np.int64)
+    rms = float("nan")
+    for _ in range(8):
+        h = x @ n
+        order = np.argsort(h)
+        gaps = np.diff(h[order])
+        groups[:] = 0
+        if gaps.size >= 5:
+            k = int(np.argmax(gaps[2:-2])) + 2  # at least 3 beads on either side
+            trial = np.zeros_like(groups)
+            trial[order[k + 1 :]] = 1
+            spread = float(np.sqrt(np.mean([np.var(h[trial == g]) for g in (0, 1)])))
+            if gaps[k] > 4.0 * max(spread, 1e-6):
+                groups = trial
+        centred = np.vstack(
+            [x[groups == g] - x[groups == g].mean(axis=0) for g in np.unique(groups)]
+        )
+        evals, evecs = np.linalg.eigh(centred.T @ centred)
+        new = evecs[:, 0] if evecs[:, 0] @ n >= 0 else -evecs[:, 0]
+        rms = float(np.sqrt(max(evals[0], 0.0) / x.shape[0]))
+        done = float(new @ n) > 1.0 - 1e-12
+        n = new
+        if done:
+            break
+    point = np.mean([x[groups == g].mean(axis=0) for g in np.unique(groups)], axis=0)
+    return n, point, rms
 
 
 def specimen_plane(
@@ -81,10 +118,10 @@ def specimen_plane(
 
     ``beam``: through the tomogram centre, normal = the beam of the tilt closest to the mean beam
     (the zero tilt). ``ice``: through the tomogram centre, normal = rlnTomoIceNormalX/Y/Z.
-    ``fiducials``: least-squares plane of the 3D fiducials (beads on both ice surfaces give the
-    mid-plane). ``auto``: fiducials when there are at least :data:`MIN_PLANE_BEADS` spread over
-    more than the tomogram thickness and their normal is within 30° of the zero-tilt beam, else
-    ice when the set has a normal, else beam.
+    ``fiducials``: mid-plane of the 3D fiducials (:func:`fit_plane`: beads on one or both ice
+    surfaces). ``auto``: fiducials when there are at least :data:`MIN_PLANE_BEADS`, spread in the
+    plane over more than 1.5 × their RMS distance to it, with a normal within 30° of the
+    zero-tilt beam; else ice when the set has a normal; else beam.
     """
     centre = tomogram_centre(tomo.size)
     v0 = tilt_frame(beam_directions(tomo.proj)).v0
@@ -109,12 +146,13 @@ def specimen_plane(
         if b.shape[0] < MIN_PLANE_BEADS:
             msgs.append(f"{b.shape[0]} fiducials: too few for a specimen plane")
             return None
-        n, c, rms = fit_plane(b)
+        n, c, rms = fit_plane(b, guess=v0)
         if n @ v0 < 0:
             n = -n
-        lateral = np.linalg.svd(b - c, compute_uv=False)[:2] / np.sqrt(b.shape[0])
+        inplane = (b - b.mean(axis=0)) - np.outer((b - b.mean(axis=0)) @ n, n)
+        lateral = np.linalg.svd(inplane, compute_uv=False)[:2] / np.sqrt(b.shape[0])
         angle = float(np.degrees(np.arccos(min(1.0, abs(float(n @ v0))))))
-        if angle > 30.0 or lateral.min() < 3.0 * max(rms, 1.0):
+        if angle > 30.0 or lateral.min() < 1.5 * max(rms, 1.0):
             msgs.append(
                 f"fiducial plane not used (normal {angle:.1f}° from the zero-tilt beam, "
                 f"lateral spread {lateral.min():.0f} px vs RMS {rms:.0f} px)"

@@ -143,16 +143,17 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
         amax = max(float(np.nanmax(np.abs(res.angle_deg))), 1.0)
         colours = cmap(0.5 + 0.5 * res.angle_deg[tilt] / amax)
         used = res.strip_used
-        ax.scatter(
-            depth_a[used],
-            y[used],
-            c=colours[used],
-            s=22,
-            edgecolors="k",
-            linewidths=0.3,
-            label="strips (used)",
-            zorder=3,
-        )
+        if used.any():
+            ax.scatter(
+                depth_a[used],
+                y[used],
+                c=colours[used],
+                s=22,
+                edgecolors="k",
+                linewidths=0.3,
+                label="strips (used)",
+                zorder=3,
+            )
         if (~used).any():
             fin = ~used & np.isfinite(y)
             ax.scatter(
@@ -184,7 +185,8 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
     ax.set_xlabel("predicted depth × pixel size (Å)")
     ax.set_ylabel("Δdefocus − tilt offset (Å)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=7)
     meas = res.measured & np.isfinite(res.tilt_slope)
     if meas.any():
         bx.errorbar(
