@@ -135,10 +135,11 @@ def test_force_writes_an_undetermined_sign(sim_minus: SimulatedSeries) -> None:
 
 
 def test_wrong_pixel_size_is_not_a_hand(sim_plus: SimulatedSeries) -> None:
-    # depth in px is right, but Å per px is claimed 3x too small: |slope| = 3, far from 1
-    tomo = sim_plus.tomo.replace(pixel_size=0.5)
-    res = find_hand(tomo, sim_plus.stack, HandParams(res_high_A=5.0))
-    assert res.status == STATUS_UNDETERMINED
+    # a pixel size the images were not taken at puts the Thon rings elsewhere than the imported
+    # defocus predicts: no strip fits, and no hand is written
+    for px in (0.5, 1.2):
+        res = find_hand(sim_plus.tomo.replace(pixel_size=px), sim_plus.stack, HandParams())
+        assert res.status == STATUS_UNDETERMINED and res.hand_out == sim_plus.tomo.hand
 
 
 def test_defocus_errors_are_measured_and_corrected(sim_minus: SimulatedSeries) -> None:

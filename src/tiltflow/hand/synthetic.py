@@ -36,6 +36,9 @@ from tiltflow.model import Tomogram, TomogramSet
 
 F64 = NDArray[np.float64]
 
+#: depth bands transformed at once
+BAND_BATCH = 4
+
 DEFAULT_TILTS: tuple[float, ...] = (0.0, -36.0, 36.0, -48.0, 48.0, -60.0, 60.0)
 
 
@@ -71,6 +74,8 @@ class HandSimulation:
     flip_yz: bool = True
     flip_z: bool = True
     seed: int = 0
+    #: tilts closer to zero than this are flat Poisson images (benchmarks: tilts not measured)
+    flat_below_deg: float = 0.0
     defocus_offsets_A: tuple[float, ...] = field(default=())  #: per tilt, added to the truth only
 
     @property
@@ -234,6 +239,10 @@ def simulate_hand_series(sim: HandSimulation, workers: int = 1) -> SimulatedSeri
         d_centre = float(p[2, :3] @ centre + p[2, 3])
         coef, dz = _layer_depth_coeffs(p, normal, centre)
         cos_t = max(abs(float(np.cos(np.deg2rad(tilts[f])))), 1e-3)
+        counts = sim.dose * px * px * np.exp(-sim.ice_t / cos_t)
+        if abs(tilts[f]) < sim.flat_below_deg:
+            stack[f] = rng.poisson(counts, (h, w)).astype(np.float32)
+            continue
         scale = float(np.sqrt(1.0 / cos_t / sim.n_layers))
         # defocus offset of every layer's point seen at (u, v), in units of the band spacing:
         # b = alpha u + beta v + gamma_layer (affine: the layers are parallel planes)
@@ -243,11 +252,7 @@ def simulate_hand_series(sim: HandSimulation, workers: int = 1) -> SimulatedSeri
         corners = [alpha * u + beta * v for u in (0, w - 1) for v in (0, h - 1)]
         jmin = int(np.floor(min(corners) + min(gammas)))
         jmax = int(np.floor(max(corners) + max(gammas))) + 1
-        bands = np.zeros((jmax - jmin + 1, h, w), dtype=np.float32)
-        for g in gammas:
-            ph = _random_phase(rng, amp, (h, w), scale)
-            _add_hat_bands(bands, ph, alpha, beta, g, jmin)
-        spec = scipy.fft.rfft2(bands, axes=(1, 2), workers=workers)
+        phases = [_random_phase(rng, amp, (h, w), scale) for _ in gammas]
         mean_d = 0.5 * (du[f] + dv[f])
         d_theta = mean_d + 0.5 * (du[f] - dv[f]) * np.cos(
             2.0 * (theta - np.deg2rad(sim.astigmatism_angle_deg))
@@ -255,11 +260,14 @@ def simulate_hand_series(sim: HandSimulation, workers: int = 1) -> SimulatedSeri
         chi0 = np.pi * lam * (d_theta + jmin * band_a) * k2 - 0.5 * np.pi * cs * lam**3 * k2 * k2
         z = np.exp(1j * (chi0 + phi_ac)).astype(np.complex64)
         acc = np.zeros(k2.shape, dtype=np.complex64)
-        for band in spec:
-            acc -= band * (z.imag * env)  # CTF = -sin(chi + phi_ac) * envelope
-            z *= step
+        for j0 in range(jmin, jmax + 1, BAND_BATCH):  # a few bands at a time bounds the memory
+            bands = np.zeros((min(BAND_BATCH, jmax + 1 - j0), h, w), dtype=np.float32)
+            for g, ph in zip(gammas, phases):
+                _add_hat_bands(bands, ph, alpha, beta, g, j0)
+            for band in scipy.fft.rfft2(bands, axes=(1, 2), workers=workers):
+                acc -= band * (z.imag * env)  # CTF = -sin(chi + phi_ac) * envelope
+                z *= step
         contrast = 2.0 * scipy.fft.irfft2(acc, s=(h, w), workers=workers)
-        counts = sim.dose * px * px * np.exp(-sim.ice_t / cos_t)
         lam_px = np.clip(counts * (1.0 + contrast), 0.0, None)
         stack[f] = rng.poisson(lam_px).astype(np.float32)
 
