@@ -1,8 +1,8 @@
 """Power spectra of tiles and strips of a tilt image, their rotational averages and background.
 
 A tilt image is cut into square tiles (``tile_px``, overlapping by ``tile_overlap``). Each tile
-is normalised by its mean (so a spectrum is in contrast units whatever the dose), windowed
-(Hann) and Fourier transformed; the power spectra of the tiles whose centres fall into the same
+is windowed (Hann), Fourier transformed and its power normalised by its mean (so a spectrum is
+in contrast units whatever the dose); the power spectra of the tiles whose centres fall into the same
 strip across the tilt axis are summed (Welch). A strip's 2D spectrum is averaged in rings of
 equal CTF phase for the tilt's imported astigmatism (:class:`PhaseBins`): with
 ``x = λ D(θ) k² − ½ Cs λ³ k⁴`` (``χ = π x``, ``D(θ)`` the imported defocus in the direction θ of
@@ -117,8 +117,11 @@ def strip_spectra(
 ) -> tuple[NDArray[np.float64], I64]:
     """Summed tile power spectra per strip ``(n_strips, tile, tile // 2 + 1)`` and tiles per strip.
 
-    Every tile is divided by its mean and has the mean removed (contrast), then Hann-windowed.
-    Tiles with a non-positive or non-finite mean (no counts, masked) are left out.
+    Every tile is Hann-windowed and its power spectrum divided by the square of its windowed
+    mean (the DC term of its transform), so spectra are in contrast units whatever the dose; the
+    mean itself only leaks into the lowest frequencies, far below the fitted band. Tiles with a
+    non-positive or non-finite mean (no counts, masked) are left out. One pass over the pixels
+    (window) plus the transforms.
     """
     img = np.asarray(image, dtype=np.float32)
     org = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
@@ -128,26 +131,24 @@ def strip_spectra(
     if org.shape[0] == 0:
         return out.astype(np.float64), counts
     win = hann2d(tile)
-    view = np.lib.stride_tricks.sliding_window_view(img, (tile, tile))
+    win_sum = float(win.sum(dtype=np.float64))
+    buf = np.empty((min(TILE_BATCH, org.shape[0]), tile, tile), dtype=np.float32)
     for start in range(0, org.shape[0], TILE_BATCH):
         o = org[start : start + TILE_BATCH]
         s = sidx[start : start + TILE_BATCH]
-        tiles = np.array(view[o[:, 1], o[:, 0]], dtype=np.float32)  # (b, tile, tile), a copy
-        mean = tiles.mean(axis=(1, 2), dtype=np.float64)
-        ok = np.isfinite(mean) & (mean > 0)
-        if not ok.all():
-            tiles, mean, s = tiles[ok], mean[ok], s[ok]
-            if not ok.any():
-                continue
-        tiles /= mean.astype(np.float32)[:, None, None]
-        tiles -= 1.0
-        tiles *= win
-        f = scipy.fft.rfft2(tiles, axes=(1, 2), workers=workers)
+        b = o.shape[0]
+        for i, (x0, y0) in enumerate(o):
+            np.multiply(img[y0 : y0 + tile, x0 : x0 + tile], win, out=buf[i])
+        f = scipy.fft.rfft2(buf[:b], axes=(1, 2), workers=workers)
+        mean = f[:, 0, 0].real.astype(np.float64) / win_sum
         power = f.real * f.real
         power += f.imag * f.imag
-        for i, strip_i in enumerate(s):  # a batch holds few tiles; np.add.at is much slower
-            out[strip_i] += power[i]
-        counts += np.bincount(s, minlength=n_strips)
+        for i in range(b):
+            if not (np.isfinite(mean[i]) and mean[i] > 0):
+                continue
+            power[i] *= np.float32(1.0 / (mean[i] * mean[i]))
+            out[s[i]] += power[i]
+            counts[s[i]] += 1
     return out.astype(np.float64), counts
 
 
