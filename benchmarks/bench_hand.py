@@ -50,8 +50,10 @@ def _usage() -> tuple[float, float]:
     return r.ru_utime + r.ru_stime, peak / 2**20
 
 
-def _child(step: str, threads: int, min_tilt: float) -> dict:
+def _child(step: str, threads: int, min_tilt: float, case: str = "") -> dict:
     """Run one measurement in this process (cwd = the case directory)."""
+    if step == "simulate":
+        return {"step": step, "wall_s": simulate_case(case, Path.cwd())}
     if step == "floor":
         import numpy as np
         import scipy.fft
@@ -184,15 +186,18 @@ def accuracy(seeds: int) -> None:
 
 
 def run_case(label: str, workdir: Path, threads: int, min_tilt: float) -> dict:
+    # every part in its own process: peak RSS is per process (and a child forked from a parent
+    # that held the simulated stack would inherit its high-water mark)
     workdir.mkdir(parents=True, exist_ok=True)
-    gen = simulate_case(label, workdir)
     rows = {}
-    for step in ("floor", "find-hand"):
+    for step in ("simulate", "floor", "find-hand"):
         cmd = [
             sys.executable,
             str(Path(__file__).resolve()),
             "--_child",
             step,
+            "--_case",
+            label,
             "--threads",
             str(threads),
             "--min_tilt",
@@ -203,6 +208,7 @@ def run_case(label: str, workdir: Path, threads: int, min_tilt: float) -> dict:
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["process_s"] = time.perf_counter() - t0
         rows[step] = row
+    gen = rows.pop("simulate")["wall_s"]
     w, h = CASES[label]["size"]
     return {
         "case": label,
@@ -229,9 +235,10 @@ def main() -> None:
         help="instead: accuracy over both hands x 3 geometries x SEEDS test-size series",
     )
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_case", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
-        print(json.dumps(_child(args._child, args.threads, args.min_tilt)))
+        print(json.dumps(_child(args._child, args.threads, args.min_tilt, args._case)))
         return
     if args.accuracy:
         accuracy(args.accuracy)
@@ -249,6 +256,7 @@ def main() -> None:
     head = (
         f"{'case':5} {'image':>10} {'tilts read':>10} {'floor s':>8} {'measure s':>9} "
         f"{'x floor':>8} {'step s':>7} {'step CPU s':>10} {'process s':>9} {'peak MB':>8} "
+        f"{'floor MB':>8} "
         f"{'s/tilt':>7}  result"
     )
     print(head)
@@ -264,7 +272,7 @@ def main() -> None:
             f"{r['case']:5} {r['image']:>10} {r['tilts_read_floor']:>10} {r['wall_s_floor']:8.2f} "
             f"{r['measure_s_find-hand']:9.2f} {ratio:8.1f} {r['wall_s_find-hand']:7.2f} "
             f"{r['cpu_s_find-hand']:10.2f} {r['process_s_find-hand']:9.2f} "
-            f"{r['peak_rss_mb_find-hand']:8.0f} {per:7.3f}  {verdict}"
+            f"{r['peak_rss_mb_find-hand']:8.0f} {r['peak_rss_mb_floor']:8.0f} {per:7.3f}  {verdict}"
         )
     print(
         "floor = the measured tilts read once from the memory-mapped stack + one rfft2 each; "

@@ -222,6 +222,7 @@ def find_hand(
         if plan.rings < params.min_rings:
             notes[f] = f"{plan.rings:.1f} Thon rings in the band (< {params.min_rings:g})"
             continue
+        notes[f] = plan.note
         sidx, n_strips, _ = strips_of_tiles(centres, maps.grad[f], img_centre, params.strip_px)
         image = np.asarray(stack[int(f)], dtype=np.float32)  # the only read of this tilt
         spectra, counts = strip_spectra(image, origins, sidx, n_strips, tile, params.threads)
@@ -298,7 +299,7 @@ def _conclude(
         if d.size >= 2 and np.ptp(d) > 0:
             measured[f] = True
     for f in np.flatnonzero(selected & ~measured):
-        if not notes[f]:
+        if not notes[f] or notes[f].startswith("band limited"):
             k = int(np.count_nonzero(used & (tilt_idx == f))) if m else 0
             notes[f] = f"{k} strip(s) with significant rings (need 2)"
     keep = used & measured[tilt_idx] if m else used
