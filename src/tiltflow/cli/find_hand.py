@@ -15,6 +15,7 @@ _DEFAULTS: dict[str, Any] = {
     "res_low_A": 30.0,
     "res_high_A": 5.0,
     "min_rings": 4.0,
+    "min_strip_z": 5.0,
     "min_z": 5.0,
     "slope_tolerance": 0.5,
     "min_agreement": 0.75,
@@ -34,6 +35,7 @@ OPTIONS: dict[str, str] = {
     "res_high": "res_high_A",
     "search": "search_A",
     "min_rings": "min_rings",
+    "min_strip_z": "min_strip_z",
     "min_z": "min_z",
     "slope_tol": "slope_tolerance",
     "min_agreement": "min_agreement",
@@ -115,6 +117,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=d["min_rings"],
         help=f"fewest Thon rings in a tilt's band for it to be measured (default {d['min_rings']:g})",
+    )
+    p.add_argument(
+        "--min_strip_z",
+        type=float,
+        default=d["min_strip_z"],
+        help="a strip counts when its Thon rings stand this many noise sigma above the "
+        f"background (default {d['min_strip_z']:g})",
     )
     p.add_argument(
         "--min_z",
