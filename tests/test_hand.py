@@ -223,6 +223,12 @@ def test_specimen_plane_from_fiducials(sim_plus: SimulatedSeries) -> None:
         )
     )
     assert ice.source == "ice" and np.allclose(ice.normal, [0, 0, 1])
+    from tiltflow.errors import InputError
+
+    with pytest.raises(InputError, match="rlnTomoIceNormal"):
+        specimen_plane(tomo, "ice")
+    with pytest.raises(InputError, match="too few"):
+        specimen_plane(tomo, "fiducials", beads[:3])
 
 
 def test_phase_bins_hold_equal_pixel_counts() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tiltflow.errors import InputError
 from tiltflow.geometry import beam_directions, tomogram_centre
 from tiltflow.ice.model import tilt_frame
 from tiltflow.model import Tomogram
@@ -169,12 +170,18 @@ def specimen_plane(
     if mode == "ice":
         p = ice()
         if p is None:
-            raise ValueError(f"tomogram {tomo.name}: plane 'ice' needs rlnTomoIceNormalX/Y/Z")
+            raise InputError(
+                None, f"tomogram {tomo.name}: plane 'ice' needs rlnTomoIceNormalX/Y/Z in the set"
+            )
         return p, msgs
     if mode == "fiducials":
         p = fiducials()
         if p is None:
-            raise ValueError(f"tomogram {tomo.name}: plane 'fiducials' needs usable 3D fiducials")
+            raise InputError(
+                None,
+                f"tomogram {tomo.name}: plane 'fiducials' needs usable 3D fiducials "
+                f"({'; '.join(msgs) or 'the set links none'})",
+            )
         return p, msgs
     for pick in (fiducials, ice):
         got = pick()
