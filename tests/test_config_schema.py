@@ -13,6 +13,7 @@ import yaml
 from tiltflow.align.params import AlignParams
 from tiltflow.errors import ConfigError
 from tiltflow.fiducials.step import FiducialParams
+from tiltflow.hand.params import HandParams
 from tiltflow.ice.params import IceParams
 from tiltflow.importer import ImportOptions
 from tiltflow.simulate import SimulationParams
@@ -25,6 +26,7 @@ STEPS = {
     "import": ImportOptions,
     "fiducials": FiducialParams,
     "align": AlignParams,
+    "hand": HandParams,
     "ice": IceParams,
 }
 

@@ -64,7 +64,7 @@ def write_config(path: Path, overlay: dict) -> Path:
     return path
 
 
-def expected_counts(n: int, source: str = "simulate") -> dict[str, int]:
+def expected_counts(n: int, source: str = "simulate", hand: bool = False) -> dict[str, int]:
     out = {
         source: 1,
         "imod_import": n,
@@ -77,6 +77,8 @@ def expected_counts(n: int, source: str = "simulate") -> dict[str, int]:
         "all": 1,
     }
     out.update({f"gather_{s}": 1 for s in STEPS})
+    if hand:
+        out.update({"hand": n, "gather_hand": 1})
     return out
 
 
@@ -204,6 +206,32 @@ def test_dry_run_slurm_gpu_rules_request_gpu(project: Path) -> None:
             assert "gpu=1" in res and "gpu_model=h200" in res, res
         else:
             assert "gpu=" not in res, (rule, res)
+
+
+def test_dry_run_with_hand_step(project: Path) -> None:
+    # hand.enabled adds the hand step after align, and ice reads its output
+    cfg = write_config(project / "hand.yaml", {"hand": {"enabled": True}})
+    r = snakemake(project, "-n", "--configfile", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert job_counts(r.stdout) == expected_counts(len(NAMES), hand=True)
+    for block in r.stdout.split("\nrule ")[1:]:
+        rule = block.split(":")[0]
+        inputs = re.search(r"input: (.*)", block)
+        if rule == "ice":
+            assert inputs and "results/hand/" in inputs.group(1), block
+            assert "results/align/" not in inputs.group(1), block
+        if rule == "hand":
+            assert inputs and "results/align/" in inputs.group(1), block
+    assert "results/hand/tomograms.star" in r.stdout
+
+
+def test_hand_step_off_keeps_align_to_ice(project: Path) -> None:
+    r = snakemake(project, "-n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rule hand" not in r.stdout and "results/hand/" not in r.stdout
+    for block in r.stdout.split("\nrule ")[1:]:
+        if block.split(":")[0] == "ice":
+            assert "results/align/" in re.search(r"input: (.*)", block).group(1)
 
 
 def test_200_tomograms_dry_run_is_fast(project: Path) -> None:
@@ -339,6 +367,25 @@ def test_failed_tomograms_are_listed_not_fatal(project: Path) -> None:
     assert len(summary) == 1 + len(NAMES)
     assert all("\tfailed\timport\t" in row and "missing" in row for row in summary[1:])
     assert "imod/x.xf" in (project / "results" / "qc" / "summary.html").read_text()
+
+
+def test_failure_passes_through_the_hand_step(project: Path) -> None:
+    seed_failed_import(project, names=("TS_01",))
+    cfg = write_config(
+        project / "hand.yaml", {"hand": {"enabled": True}, "simulate": {"names": ["TS_01"]}}
+    )
+    r = snakemake(project, "--cores", "2", "--configfile", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    prov = json.loads((project / "results" / "hand" / "TS_01" / "provenance.json").read_text())
+    assert prov["status"] == "failed" and prov["reason"].startswith("import failed:")
+    final = (project / "results" / "ice" / "tomograms.star").read_text()
+    assert "# missing TS_01: import failed: InputError: imod/x.xf: file not found" in final
+    assert (
+        "# missing TS_01: import failed"
+        in (project / "results" / "hand" / "tomograms.star").read_text()
+    )
+    summary = (project / "results" / "qc" / "summary.tsv").read_text().splitlines()
+    assert "\tfailed\timport\t" in summary[1]
 
 
 def test_sheet_rule_converts_tsv(project: Path) -> None:

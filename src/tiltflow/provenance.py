@@ -34,7 +34,10 @@ Record = dict[str, Any]
 OnError = Literal["record", "fail"]
 
 #: the per-tomogram steps, in pipeline order
-PIPELINE_STEPS: tuple[str, ...] = ("import", "fiducials", "align", "ice")
+PIPELINE_STEPS: tuple[str, ...] = ("import", "fiducials", "align", "hand", "ice")
+
+#: the steps a workflow runs only when its config enables them (the next step then reads theirs)
+OPTIONAL_STEPS: tuple[str, ...] = ("hand",)
 
 #: first line of every STAR file (marker fragments included)
 STAR_VERSION_LINE = "# version 30001"

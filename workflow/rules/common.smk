@@ -28,8 +28,17 @@ validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 # ---------------------------------------------------------------------------------------------
 # steps, rules and their names
 
-#: step -> directory under results/ (the gather rule of each writes results/<step>/tomograms.star)
-STEPS = ("import", "fiducials", "align", "ice")
+#: optional steps and whether the config runs them
+OPTIONAL_STEPS = {"hand": bool(config["hand"]["enabled"])}
+
+#: step -> directory under results/ (the gather rule of each writes results/<step>/tomograms.star),
+#: in pipeline order; an optional step is in it only when enabled, so the step after it reads
+#: its output (upstream_step)
+STEPS = tuple(
+    step
+    for step in ("import", "fiducials", "align", "hand", "ice")
+    if OPTIONAL_STEPS.get(step, True)
+)
 
 #: rule -> step whose resources it falls back to (before resources.default)
 RULE_STEP = {
@@ -38,10 +47,12 @@ RULE_STEP = {
     "imod_import": "import",
     "fiducials": "fiducials",
     "align": "align",
+    "hand": "hand",
     "ice": "ice",
     "gather_import": "gather",
     "gather_fiducials": "gather",
     "gather_align": "gather",
+    "gather_hand": "gather",
     "gather_ice": "gather",
     "qc": "qc",
     "qc_summary": "qc",
@@ -65,6 +76,15 @@ def step_params(step):
     if step == "fiducials":
         params["device"] = config["device"]
     return params
+
+
+def upstream_step(step):
+    """The step whose per-tomogram output ``step`` reads: the previous one in STEPS (an optional
+    step that is off is skipped; a step that is not in STEPS reads from align, where the
+    optional steps attach)."""
+    if step not in STEPS:
+        return "align"
+    return STEPS[STEPS.index(step) - 1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
-# ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit).
-# Reads the stack and the refined fiducials (bead planes). Side files in results/ice/{name}/:
-# ice_{name}.star (blocks fit, tilts), ice_{name}.png.
+# ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit). Reads the
+# align output, or the hand output when config hand.enabled, the stack and the refined fiducials
+# (bead planes). Side files in results/ice/{name}/: ice_{name}.star (blocks fit, tilts),
+# ice_{name}.png.
 
 
 rule ice:
     input:
-        star="results/align/{name}/tomograms.star",
-        provenance="results/align/{name}/provenance.json",
+        star=f"results/{upstream_step('ice')}/{{name}}/tomograms.star",
+        provenance=f"results/{upstream_step('ice')}/{{name}}/provenance.json",
         fiducials="results/align/{name}/fiducials_{name}.star",
         stack=lambda wildcards: tilt_series_input(wildcards.name),
     output:

@@ -21,6 +21,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("import_imod", "import-imod"),
     ("find_fiducials", "find-fiducials"),
     ("align", "align"),
+    ("find_hand", "find-hand"),
     ("estimate_ice", "estimate-ice"),
     ("export_relion5", "export-relion5"),
     ("export_imod", "export-imod"),

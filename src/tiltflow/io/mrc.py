@@ -99,14 +99,12 @@ def read_header(path: PathLike) -> StackHeader:
     )
 
 
-def read_stack(path: PathLike) -> np.ndarray:
-    """Read an MRC stack as an ``(n, h, w)`` float32 array (a 2D image becomes ``(1, h, w)``).
+def open_stack(path: PathLike) -> np.ndarray:
+    """Memory-map an MRC stack as an ``(n, h, w)`` array in the file's own data type (read-only).
 
-    A native-endian float32 file is returned as a read-only memory map (no copy); anything else
-    (other byte order, int8, int16, uint16, float16) is converted to a float32 array in memory. Raises
-    :class:`~tiltflow.errors.InputError` for a missing, invalid or truncated file, an
-    unsupported mode (complex, 4-bit, RGB) or a frame with NaN or inf pixels (each frame is
-    summed once while reading, naming the first bad frame).
+    Nothing is read until frames are indexed, so a step that needs a few tilts reads only those
+    (convert each frame with ``np.asarray(stack[i], dtype=np.float32)``). Raises
+    :class:`~tiltflow.errors.InputError` like :func:`read_stack`.
     """
     p = stack_file(path)
     header, ext_bytes = _open_header(p)
@@ -126,7 +124,21 @@ def read_stack(path: PathLike) -> np.ndarray:
     size = p.stat().st_size
     if size < need:
         raise InputError(p, f"MRC file is truncated: {size} bytes, the header announces {need}")
-    data = np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=(nz, ny, nx))
+    return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=(nz, ny, nx))
+
+
+def read_stack(path: PathLike) -> np.ndarray:
+    """Read an MRC stack as an ``(n, h, w)`` float32 array (a 2D image becomes ``(1, h, w)``).
+
+    A native-endian float32 file is returned as a read-only memory map (no copy); anything else
+    (other byte order, int8, int16, uint16, float16) is converted to a float32 array in memory. Raises
+    :class:`~tiltflow.errors.InputError` for a missing, invalid or truncated file, an
+    unsupported mode (complex, 4-bit, RGB) or a frame with NaN or inf pixels (each frame is
+    summed once while reading, naming the first bad frame).
+    """
+    data = open_stack(path)
+    p = stack_file(path)
+    dtype = data.dtype
     if dtype == np.dtype(np.float32):  # native float32: memory-mapped, no copy
         _check_finite(data, p)
         return data

@@ -13,7 +13,7 @@ import numpy as np
 
 from tiltflow.errors import TiltflowError
 from tiltflow.geometry import beam_directions, project
-from tiltflow.provenance import PIPELINE_STEPS, is_ok, read_provenance
+from tiltflow.provenance import OPTIONAL_STEPS, PIPELINE_STEPS, is_ok, read_provenance
 from tiltflow.qc.sidefiles import SideFiles
 
 STEPS: tuple[str, ...] = PIPELINE_STEPS
@@ -92,7 +92,10 @@ class TomogramQC:
     @property
     def failed_step(self) -> str | None:
         for step in STEPS:
-            if self.status.get(step) != "ok":
+            status = self.status.get(step)
+            if step in OPTIONAL_STEPS and status == "not run":
+                continue  # an optional step the workflow did not run
+            if status != "ok":
                 return step
         return None
 

@@ -1,0 +1,273 @@
+"""File-level hand step: ``run_find_hand`` (CLI verb ``find-hand`` and workflow rule ``hand``).
+
+Outputs in ``out_dir``:
+
+- ``tomograms.star``: the selected tomograms; rlnTomoHand is the measured hand when it was
+  determined (or forced), else the input hand; with ``correct_defocus`` the flagged tilts'
+  rlnDefocusU/V are replaced by the measured defocus (all other fields kept);
+- ``hand_<name>.star``: blocks ``fit`` (one row), ``tilts`` (one row per tilt) and ``strips``
+  (one row per fitted strip), labels with the ``tf`` prefix; NaN is written as ``nan``;
+- ``hand_<name>.png``: defocus offset against predicted depth for every measured tilt with the
+  fit and the two hands' predictions, and the per-tilt slopes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tiltflow.errors import InputError
+from tiltflow.fiducials.io import read_fiducials
+from tiltflow.hand.core import STATUS_DETERMINED, HandResult, apply_result, find_hand
+from tiltflow.hand.params import HandParams
+from tiltflow.io.atomic import write_with_atomic
+from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
+from tiltflow.io.mrc import open_stack
+from tiltflow.io.star import write_star
+from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
+from tiltflow.model import Tomogram, TomogramSet
+
+log = logging.getLogger(__name__)
+
+
+def _num(x: float) -> float | str:
+    """A finite float, or the text ``nan`` (side files only)."""
+    return float(x) if np.isfinite(x) else "nan"
+
+
+def _text(s: str) -> str:
+    """One STAR token: words joined by underscores ('-' when empty)."""
+    return "_".join(str(s).split()) or "-"
+
+
+def hand_side_blocks(res: HandResult) -> dict[str, dict[str, list]]:
+    """Blocks ``fit``, ``tilts`` and ``strips`` of ``hand_<name>.star``."""
+    px = res.pixel_size
+    fit: dict[str, list] = {
+        "tfTomoName": [res.name],
+        "tfStatus": [res.status],
+        "tfHandMeasured": [float(res.hand_measured)],
+        "tfHandIn": [float(res.hand_in)],
+        "tfHandOut": [float(res.hand_out)],
+        "tfSlope": [_num(res.slope)],
+        "tfSlopeSe": [_num(res.slope_se)],
+        "tfSlopeZ": [_num(res.z)],
+        "tfTiltAgreement": [_num(res.agreement)],
+        "tfTiltsMeasured": [res.n_tilts_measured],
+        "tfTiltsSelected": [int(np.count_nonzero(res.selected))],
+        "tfStripsUsed": [res.n_strips_used],
+        "tfFitScale": [_num(res.fit_scale)],
+        "tfPlaneSource": [res.plane.source],
+        "tfPlaneNormalX": [float(res.plane.normal[0])],
+        "tfPlaneNormalY": [float(res.plane.normal[1])],
+        "tfPlaneNormalZ": [float(res.plane.normal[2])],
+        "tfReason": [_text("; ".join(res.reasons))],
+    }
+    n = res.angle_deg.size
+    tilts: dict[str, list] = {
+        "tfTiltIndex": list(range(n)),
+        "tfTiltAngleDeg": [float(a) for a in res.angle_deg],
+        "tfSelected": [bool(v) for v in res.selected],
+        "tfMeasured": [bool(v) for v in res.measured],
+        "tfThonRings": [_num(v) for v in res.rings],
+        "tfResHighA": [_num(v) for v in res.res_high_A],
+        "tfSearchA": [_num(v) for v in res.search_A],
+        "tfDefocusImportedA": [float(v) for v in res.defocus_A],
+        "tfSlope": [_num(v) for v in res.tilt_slope],
+        "tfSlopeSe": [_num(v) for v in res.tilt_slope_se],
+        "tfDefocusOffsetA": [_num(v) for v in res.intercept_A],
+        "tfDefocusOffsetSeA": [_num(v) for v in res.intercept_se_A],
+        "tfDefocusCorrectionA": [_num(v) for v in res.correction_A],
+        "tfDefocusCorrectionSeA": [_num(v) for v in res.correction_se_A],
+        "tfDefocusOff": [bool(v) for v in res.corrected],
+        "tfNote": [_text(s) for s in res.tilt_notes],
+    }
+    st = res.strips
+    m = len(st["tilt"])
+    strips: dict[str, list] = {
+        "tfTiltIndex": [int(v) for v in st["tilt"]],
+        "tfStripIndex": [int(v) for v in st["strip"]],
+        "tfCentreX": [float(v) for v in st["centre_x"]],
+        "tfCentreY": [float(v) for v in st["centre_y"]],
+        "tfTiles": [int(v) for v in st["tiles"]],
+        "tfDepthPx": [float(v) for v in st["depth_px"]],
+        "tfDeltaDefocusA": [_num(v) for v in st["delta_A"]],
+        "tfDeltaDefocusSeA": [_num(v) for v in st["se_A"]],
+        "tfDeltaDefocusPx": [_num(v / px) for v in st["delta_A"]],
+        "tfRingZ": [_num(v) for v in st["z"]],
+        "tfAtSearchEdge": [bool(v) for v in st["at_edge"]],
+        "tfUsed": [bool(v) for v in res.strip_used],
+        "tfWeight": [float(v) for v in res.strip_weight],
+        "tfResidualPx": [_num(v) for v in res.strip_residual_px],
+    }
+    assert all(len(v) == m for v in strips.values())
+    return {"fit": fit, "tilts": tilts, "strips": strips}
+
+
+def write_hand_star(path: str | os.PathLike[str], res: HandResult) -> None:
+    """``hand_<name>.star``: header comments (model, verdict, messages) + blocks fit, tilts, strips."""
+    header = [
+        "tiltflow hand: Δdefocus/px = slope · depth + offset_tilt over strips parallel to the tilt axis;",
+        "RELION 4 adds hand·px·(depth − depth(centre)) to the defocus, so slope = hand (±1)",
+        "depth: row 2 of P at the specimen-plane point seen at the strip centre, minus that of the tomogram centre (px)",
+        "tfDefocusOffsetA: measured − imported defocus at the tomogram-centre depth (free slope);"
+        " tfDefocusCorrectionA: the same with the slope fixed at the hand",
+        f"verdict: {res.status}"
+        + (f" (hand {res.hand_measured:+g})" if res.status == STATUS_DETERMINED else "")
+        + (": " + "; ".join(res.reasons) if res.reasons else ""),
+    ]
+    header += [" ".join(m.split()) for m in res.messages]
+    write_star(path, hand_side_blocks(res), header=header)
+
+
+def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
+    """``hand_<name>.png``: Δdefocus (minus each tilt's offset) against depth; per-tilt slopes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    px = res.pixel_size
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11.0, 4.4), dpi=100)
+    st = res.strips
+    if len(st["tilt"]):
+        tilt = st["tilt"].astype(int)
+        depth_a = st["depth_px"] * px
+        off = np.where(np.isfinite(res.intercept_A[tilt]), res.intercept_A[tilt], 0.0)
+        y = st["delta_A"] - off
+        cmap = plt.get_cmap("coolwarm")
+        amax = max(float(np.nanmax(np.abs(res.angle_deg))), 1.0)
+        colours = cmap(0.5 + 0.5 * res.angle_deg[tilt] / amax)
+        used = res.strip_used
+        if used.any():
+            ax.scatter(
+                depth_a[used],
+                y[used],
+                c=colours[used],
+                s=22,
+                edgecolors="k",
+                linewidths=0.3,
+                label="strips (used)",
+                zorder=3,
+            )
+        if (~used).any():
+            fin = ~used & np.isfinite(y)
+            ax.scatter(
+                depth_a[fin],
+                y[fin],
+                c=colours[fin],
+                marker="x",
+                s=22,
+                label="strips (left out)",
+                zorder=3,
+            )
+        span = float(np.nanmax(np.abs(depth_a))) if depth_a.size else 1.0
+        xs = np.array([-span, span])
+        ax.plot(xs, xs, "--", color="0.55", lw=1, label="hand +1")
+        ax.plot(xs, -xs, ":", color="0.55", lw=1, label="hand −1")
+        if np.isfinite(res.slope):
+            ax.plot(
+                xs,
+                res.slope * xs,
+                "-",
+                color="C2",
+                lw=1.5,
+                label=f"fit: slope {res.slope:+.3f} ± {res.slope_se:.3f}",
+            )
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(-amax, amax))
+        fig.colorbar(sm, ax=ax, label="tilt angle (deg)", fraction=0.046, pad=0.02)
+    else:
+        ax.text(0.5, 0.5, "no strip was fitted", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("predicted depth × pixel size (Å)")
+    ax.set_ylabel("Δdefocus − tilt offset (Å)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=7)
+    meas = res.measured & np.isfinite(res.tilt_slope)
+    if meas.any():
+        bx.errorbar(
+            res.angle_deg[meas],
+            res.tilt_slope[meas],
+            yerr=res.tilt_slope_se[meas],
+            fmt="o",
+            ms=4,
+            color="C0",
+            capsize=2,
+            label="tilt slope",
+        )
+    for v in (1.0, -1.0):
+        bx.axhline(v, color="0.6", lw=0.8, ls="--")
+    if np.isfinite(res.slope):
+        bx.axhline(res.slope, color="C2", lw=1.2, label="global slope")
+    bx.axhline(0.0, color="0.8", lw=0.6)
+    bx.set_ylim(-2.0, 2.0)
+    bx.set_xlabel("tilt angle to the specimen normal (deg)")
+    bx.set_ylabel("slope (px / px)")
+    bx.grid(alpha=0.3)
+    if meas.any() or np.isfinite(res.slope):
+        bx.legend(loc="lower right", fontsize=7)
+    verdict = (
+        f"hand {res.hand_measured:+g} (slope {res.slope:+.3f} ± {res.slope_se:.3f}, "
+        f"{res.agreement:.0%} of {res.n_tilts_measured} tilts agree)"
+        if res.status == STATUS_DETERMINED
+        else "undetermined: " + "; ".join(res.reasons)
+    )
+    fig.suptitle(f"{res.name}: {verdict}", fontsize=9, wrap=True)
+    fig.tight_layout()
+
+    def _save(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+    try:
+        write_with_atomic(path, _save)
+    finally:
+        plt.close(fig)
+
+
+def _beads_for(tomo: Tomogram) -> np.ndarray | None:
+    ref = tomo.extra.get("rlnTomoFiducialsStarFile")
+    if not ref:
+        return None
+    beads = read_fiducials(str(ref), tomo.pixel_size)
+    return beads if beads.shape[0] else None
+
+
+def run_find_hand(
+    tomo_star: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    params: HandParams = HandParams(),  # noqa: B008 (frozen)
+    names: Sequence[str] | None = None,
+) -> tuple[TomogramSet, dict[str, HandResult]]:
+    """Measure the hand of the selected tomograms (``names=None``: all); write the outputs.
+
+    Stacks are memory-mapped from each tomogram's ``rlnTomoTiltSeriesName`` and fiducials read
+    from ``rlnTomoFiducialsStarFile`` (when present), both relative to the current directory.
+    Returns the written set and the result of every tomogram.
+    """
+    tomo_set = read_tomogram_set(tomo_star)
+    refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tomo_set))
+    selected = list(tomo_set.names) if names is None else list(names)
+    missing = [n for n in selected if n not in tomo_set.names]
+    if missing:
+        raise InputError(tomo_star, f"tomogram(s) {missing} not in the set (have {tomo_set.names})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tomos: list[Tomogram] = []
+    results: dict[str, HandResult] = {}
+    for name in selected:
+        tomo = tomo_set[name]
+        stack = open_stack(tomo.tilt_series)
+        res = find_hand(tomo, stack, params, _beads_for(tomo), stack_name=tomo.tilt_series)
+        write_hand_star(out / f"hand_{name}.star", res)
+        plot_hand(out / f"hand_{name}.png", res)
+        for msg in res.messages:
+            log.info("%s: %s", name, msg)
+        tomos.append(apply_result(tomo, res, correct_defocus=params.correct_defocus))
+        results[name] = res
+    result = TomogramSet(tuple(tomos))
+    write_tomogram_set(out / "tomograms.star", result)
+    return result, results

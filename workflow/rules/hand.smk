@@ -1,0 +1,48 @@
+# hand (optional, config hand.enabled): rlnTomoHand measured from the defocus gradient of the
+# tilted images; the ice step then reads this step's output. Off: the hand given at import stays.
+# Side files in results/hand/{name}/: hand_{name}.star (blocks fit, tilts, strips), hand_{name}.png.
+
+
+rule hand:
+    input:
+        star=f"results/{upstream_step('hand')}/{{name}}/tomograms.star",
+        provenance=f"results/{upstream_step('hand')}/{{name}}/provenance.json",
+    output:
+        star="results/hand/{name}/tomograms.star",
+        provenance="results/hand/{name}/provenance.json",
+    params:
+        step="hand",
+        params=step_params("hand"),
+        on_error=config["on_tomogram_error"],
+    log:
+        rule_log("hand", "{name}"),
+    benchmark:
+        rule_benchmark("hand", "{name}")
+    threads: rule_threads("hand")
+    resources:
+        **rule_resources("hand"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/hand.py"
+
+
+rule gather_hand:
+    input:
+        stars=expand("results/hand/{name}/tomograms.star", name=TOMOGRAMS),
+        provenance=expand("results/hand/{name}/provenance.json", name=TOMOGRAMS),
+    output:
+        star="results/hand/tomograms.star",
+    params:
+        step="hand",
+        params=step_params("hand"),
+        names=TOMOGRAMS,
+    log:
+        rule_log("gather_hand"),
+    threads: rule_threads("gather_hand")
+    resources:
+        **rule_resources("gather_hand"),
+    conda:
+        "../../envs/tiltflow.yaml"
+    script:
+        "../scripts/gather.py"
