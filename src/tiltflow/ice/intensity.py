@@ -205,13 +205,13 @@ def flat_field(stack: NDArray, max_side: int = FLAT_FIELD_BINNED_SIDE) -> tuple[
 
 
 def measurement_binning(bead_radius_px: float, hh: int, ww: int) -> int:
-    """Bin factor of the intensity statistics: bead radius ≈ 4 binned px, window ≥ 64 binned px.
+    """Bin factor of the intensity statistics: bead radius ≈ 3 binned px, window ≥ 64 binned px.
 
     The statistic is a mean, which block averaging preserves exactly; binning only coarsens the
-    bead and dark-region masks, which stay ≥ 4 px across. It makes the cost of the masks and of
+    bead and dark-region masks, which stay ≥ 3 px across. It makes the cost of the masks and of
     the robust mean independent of the pixel size (linear in pixels × tilts overall).
     """
-    b = max(1, int(np.floor(bead_radius_px / 4.0)))
+    b = max(1, int(np.floor(bead_radius_px / 3.0)))
     b = min(b, max(1, min(hh, ww) // 64))
     return b
 
