@@ -343,7 +343,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import yaml
 
     project = tmp_path_factory.mktemp("run")
-    for item in ("Snakefile", "workflow", "config", "envs", "profiles"):
+    for item in ("workflow", "config", "profiles"):
         src = REPO / item
         if src.is_dir():
             shutil.copytree(src, project / item, ignore=shutil.ignore_patterns("__pycache__"))
