@@ -22,7 +22,7 @@ rule hand:
     resources:
         **rule_resources("hand"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/hand.py"
 
@@ -43,6 +43,6 @@ rule gather_hand:
     resources:
         **rule_resources("gather_hand"),
     conda:
-        "../../envs/tiltflow.yaml"
+        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"
