@@ -759,3 +759,19 @@ def test_catalog_files() -> None:
         "workflow/profiles/default/config.yaml",
     ):
         assert (REPO / path).is_file(), path
+
+
+@pytest.mark.parametrize(
+    "cfg,expect",
+    [
+        ({"align": {"params": {"max_iterations": -5}}}, "align.max_iterations must be >= 1"),
+        ({"qc": {"max_residual_px": float("nan")}}, "config.qc.max_residual_px = nan"),
+    ],
+)
+def test_bad_step_params_stop_the_dry_run(project: Path, cfg, expect) -> None:
+    """Issue #11 item 7: range errors are found when the workflow is parsed (also with -n), so a
+    run never starts, and no earlier result is touched."""
+    path = write_config(project / "bad.yaml", cfg)
+    r = snakemake(project, "-n", "--configfile", str(path))
+    assert r.returncode != 0
+    assert expect in r.stdout + r.stderr

@@ -9,6 +9,7 @@
 # install command, pip install -e '.[test]' -c constraints.txt, installs tiltflow and Snakemake
 # together.
 
+import math
 import os
 import re
 import sys
@@ -23,6 +24,47 @@ from tiltflow.provenance import run_summary
 from tiltflow.sheet import is_star_sheet, read_sheet, sheet_names
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+
+def _non_finite(node, path="config"):
+    """Key paths of NaN/inf numbers in the config (JSON schema ranges let NaN through)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, f"{path}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield f"{path} = {node}"
+
+
+def _check_step_params():
+    """Every step's params built (and range-checked) by its Params class at parse time, so a
+    bad value stops the run before any job starts (and before earlier results are touched).
+    """
+    bad = list(_non_finite(config))
+    if bad:
+        raise WorkflowError(f"config: not a finite number: {', '.join(bad)}")
+    from tiltflow.align import AlignParams
+    from tiltflow.fiducials import FiducialParams
+    from tiltflow.hand.params import HandParams
+    from tiltflow.ice import IceParams
+    from tiltflow.importer import ImportOptions
+
+    classes = {
+        "import": ImportOptions,
+        "fiducials": FiducialParams,
+        "align": AlignParams,
+        "ice": IceParams,
+        "hand": HandParams,
+    }
+    for step, cls in classes.items():
+        if step not in config:
+            continue
+        try:
+            cls.from_dict(step_params(step))
+        except TiltflowError as exc:
+            raise WorkflowError(f"config {step}.params: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +118,9 @@ def step_params(step):
     if step == "fiducials":
         params["device"] = config["device"]
     return params
+
+
+_check_step_params()
 
 
 def upstream_step(step):

@@ -10,19 +10,19 @@ rule hand:
     output:
         star="results/hand/{name}/tomograms.star",
         provenance="results/hand/{name}/provenance.json",
-    params:
-        step="hand",
-        params=step_params("hand"),
-        on_error=config["on_tomogram_error"],
     log:
         rule_log("hand", "{name}"),
     benchmark:
         rule_benchmark("hand", "{name}")
+    conda:
+        "../envs/tiltflow.yaml"
     threads: rule_threads("hand")
     resources:
         **rule_resources("hand"),
-    conda:
-        "../envs/tiltflow.yaml"
+    params:
+        step="hand",
+        params=step_params("hand"),
+        on_error=config["on_tomogram_error"],
     script:
         "../scripts/hand.py"
 
@@ -33,16 +33,16 @@ rule gather_hand:
         provenance=expand("results/hand/{name}/provenance.json", name=TOMOGRAMS),
     output:
         star="results/hand/tomograms.star",
+    log:
+        rule_log("gather_hand"),
+    conda:
+        "../envs/tiltflow.yaml"
+    threads: rule_threads("gather_hand")
+    resources:
+        **rule_resources("gather_hand"),
     params:
         step="hand",
         params=step_params("hand"),
         names=TOMOGRAMS,
-    log:
-        rule_log("gather_hand"),
-    threads: rule_threads("gather_hand")
-    resources:
-        **rule_resources("gather_hand"),
-    conda:
-        "../envs/tiltflow.yaml"
     script:
         "../scripts/gather.py"
