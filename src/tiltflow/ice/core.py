@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tiltflow.dose import per_tilt_dose
-from tiltflow.errors import InputError
+from tiltflow.errors import InputError, NoDataError
 from tiltflow.geometry import beam_directions
 from tiltflow.ice.intensity import TiltIntensities, check_counts, measure_intensities
 from tiltflow.ice.model import (
@@ -188,7 +188,15 @@ def estimate_ice(
             name, reason + "; use the unnormalised stack or set ice fallback 'cos' (--fallback cos)"
         )
 
-    fit = fit_beer_lambert(beams, log_i, valid, q_fixed=0.0, outlier_sigma=params.outlier_sigma)
+    try:
+        fit = fit_beer_lambert(
+            beams, log_i, valid, q_fixed=0.0, outlier_sigma=params.outlier_sigma
+        )
+    except NoDataError as exc:
+        raise NoDataError(
+            f"tomogram {tomo.name} ({tomo.n_tilts} tilts, {int(valid.sum())} with a usable "
+            f"intensity in {name}): {exc} (were most views excluded at import?)"
+        ) from None
     source = "fitted" if fit.q_fitted else "tilt plane"
     planes = None
     if not fit.q_fitted and beads is not None and params.normal_from_beads == "auto":
