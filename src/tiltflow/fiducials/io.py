@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from tiltflow.errors import InputError
 from tiltflow.io.star import read_star, require_columns, write_star
+from tiltflow.model import Tomogram
 
 F64 = NDArray[np.float64]
 
@@ -207,3 +208,13 @@ def read_tracks(path: str | os.PathLike[str]) -> pd.DataFrame:
 def read_tracks_arrays(path: str | os.PathLike[str]) -> Tracks:
     """The tracks side file as a :class:`Tracks` (numpy arrays)."""
     return _tracks_from_frame(read_tracks(path), path)
+
+
+def set_fiducials(tomo: Tomogram) -> F64 | None:
+    """The world positions (m, 3) px of the fiducials file a tomogram of a set names
+    (``rlnTomoFiducialsStarFile``), or None when it names none or the file holds no bead."""
+    ref = tomo.extra.get("rlnTomoFiducialsStarFile")
+    if not ref:
+        return None
+    beads = read_fiducials(str(ref), tomo.pixel_size)
+    return beads if beads.shape[0] else None

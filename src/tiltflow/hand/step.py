@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tiltflow.errors import InputError
-from tiltflow.fiducials.io import read_fiducials
+from tiltflow.fiducials.io import set_fiducials
 from tiltflow.hand.core import STATUS_DETERMINED, HandResult, apply_result, find_hand
 from tiltflow.hand.params import HandParams
 from tiltflow.io.atomic import write_with_atomic
@@ -228,14 +228,6 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
         plt.close(fig)
 
 
-def _beads_for(tomo: Tomogram) -> np.ndarray | None:
-    ref = tomo.extra.get("rlnTomoFiducialsStarFile")
-    if not ref:
-        return None
-    beads = read_fiducials(str(ref), tomo.pixel_size)
-    return beads if beads.shape[0] else None
-
-
 def run_find_hand(
     tomo_star: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -261,7 +253,7 @@ def run_find_hand(
     for name in selected:
         tomo = tomo_set[name]
         stack = open_stack(tomo.tilt_series)
-        res = find_hand(tomo, stack, params, _beads_for(tomo), stack_name=tomo.tilt_series)
+        res = find_hand(tomo, stack, params, set_fiducials(tomo), stack_name=tomo.tilt_series)
         write_hand_star(out / f"hand_{name}.star", res)
         plot_hand(out / f"hand_{name}.png", res)
         for msg in res.messages:

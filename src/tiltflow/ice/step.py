@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tiltflow.errors import InputError
-from tiltflow.fiducials.io import read_fiducials
+from tiltflow.fiducials.io import set_fiducials
 from tiltflow.ice.core import STATUS_FALLBACK, IceResult, estimate_ice
 from tiltflow.ice.params import IceParams
 from tiltflow.io.atomic import write_with_atomic
@@ -178,14 +178,6 @@ def plot_ice(path: str | os.PathLike[str], res: IceResult) -> None:
         plt.close(fig)
 
 
-def _beads_for(tomo: Tomogram) -> np.ndarray | None:
-    ref = tomo.extra.get("rlnTomoFiducialsStarFile")
-    if not ref:
-        return None
-    beads = read_fiducials(str(ref), tomo.pixel_size)
-    return beads if beads.shape[0] else None
-
-
 def run_estimate_ice(
     tomo_star: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -210,7 +202,7 @@ def run_estimate_ice(
         for name in selected:
             tomo = tomo_set[name]
             stack = read_stack(tomo.tilt_series)
-            res = estimate_ice(tomo, stack, params, _beads_for(tomo), stack_name=tomo.tilt_series)
+            res = estimate_ice(tomo, stack, params, set_fiducials(tomo), stack_name=tomo.tilt_series)
             write_ice_star(txn.stage(out_dir / f"ice_{name}.star"), res)
             plot_ice(txn.stage(out_dir / f"ice_{name}.png"), res)
             out.append(apply_result(tomo, res))
