@@ -275,6 +275,25 @@ def test_nan_pixels_name_the_stack_and_frame(proj, capsys):
            "TS_01.mrc", "frame 7", "NaN")
 
 
+def test_nan_pixel_in_rows_binning_drops_is_refused(proj, capsys):
+    # the detection pass checks each frame as it bins it: the last row and column, which a
+    # binning that does not divide 96 leaves out of the binned frame, are checked too
+    with mrcfile.open(proj / "sim/TS_01/TS_01.mrc", "r+") as m:
+        m.data[12, 95, 40] = np.nan
+        m.data[30, 20, 95] = np.inf
+    _fails(["find-fiducials", "--t", "ok/tomograms.star", "--o", "f", "--bin", "5"], capsys,
+           "TS_01.mrc", "frame 13 of 41", "1 NaN", "x=40, y=95")
+    assert not (proj / "f").exists()
+
+
+def test_nan_pixels_are_refused_by_the_ice_step(proj, capsys):
+    with mrcfile.open(proj / "sim/TS_01/TS_01.mrc", "r+") as m:
+        m.data[40, 5, 7] = np.nan
+    _fails(["estimate-ice", "--t", "ok/tomograms.star", "--o", "i"], capsys,
+           "TS_01.mrc", "frame 41 of 41", "NaN", "x=7, y=5")
+    assert not (proj / "i").exists()
+
+
 def test_inf_pixels_are_refused_when_culling(proj, capsys):
     with mrcfile.open(proj / "sim/TS_01/TS_01.mrc", "r+") as m:
         m.data[3, 0, 0] = np.inf

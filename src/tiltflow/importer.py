@@ -610,10 +610,10 @@ def import_tilt_series(
             culled, f"tomogram {row.name}: culled stack (views excluded in {al.tilt_path})"
         )
         refuse_output_file_over_inputs(stack_file(culled), [stack_path], "culled stack")
-        stack = read_stack(stack_path)
+        stack = read_stack(stack_path, check_finite=False)  # kept frames checked as written
         culled_path = stack_file(culled)
         dest = culled_path if txn is None else txn.stage(culled_path)
-        write_stack_frames(dest, stack, kept, options.angpix)
+        write_stack_frames(dest, stack, kept, options.angpix, source_path=stack_path)
         tilt_series = culled
 
     return Tomogram(

@@ -5,11 +5,28 @@
 :mod:`tiltflow.align.frames` and :mod:`tiltflow.align.core`.
 """
 
-from tiltflow.align.core import Observations, align_tomogram, as_observations
-from tiltflow.align.frames import tilt_angles_deg, tilt_axis, triangulate
-from tiltflow.align.params import AlignParams
-from tiltflow.align.report import AlignResult
-from tiltflow.align.run import run_align
+from typing import TYPE_CHECKING
+
+from tiltflow._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tiltflow.align.core import Observations, align_tomogram, as_observations
+    from tiltflow.align.frames import tilt_angles_deg, tilt_axis, triangulate
+    from tiltflow.align.params import AlignParams
+    from tiltflow.align.report import AlignResult
+    from tiltflow.align.run import run_align
+
+_EXPORTS = {
+    "Observations": "tiltflow.align.core",
+    "align_tomogram": "tiltflow.align.core",
+    "as_observations": "tiltflow.align.core",
+    "tilt_angles_deg": "tiltflow.align.frames",
+    "tilt_axis": "tiltflow.align.frames",
+    "triangulate": "tiltflow.align.frames",
+    "AlignParams": "tiltflow.align.params",
+    "AlignResult": "tiltflow.align.report",
+    "run_align": "tiltflow.align.run",
+}
 
 __all__ = [
     "AlignParams",
@@ -22,3 +39,5 @@ __all__ = [
     "tilt_axis",
     "triangulate",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,6 +21,7 @@ It returns the centre, the amplitude ``b`` and its significance ``-b / se(b)``.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 from scipy.special import spherical_jn
 
 from tiltflow.backend import fft_workers, get_fft, get_ndimage, to_numpy
-from tiltflow.io.mrc import release_pages
+from tiltflow.io.mrc import release_pages, require_finite
 
 F64 = NDArray[np.float64]
 
@@ -165,12 +166,15 @@ def detect_peaks(
     xp: ModuleType = np,
     threads: int = 1,
     chunk: int | None = None,
+    source: str | os.PathLike[str] | None = None,
 ) -> Detections:
     """Coarse 2D detections (binned-grid peaks mapped to raw pixels) in every frame of ``stack``.
 
     ``stack`` is (n, h, w) in raw pixels; ``radius_px`` the bead radius in raw pixels;
     ``threshold`` the minimum normalised peak height (noise sigma). Positions are the raw
-    coordinates of the binned peak pixels (refine with :func:`fit_beads`).
+    coordinates of the binned peak pixels (refine with :func:`fit_beads`). This is the one pass
+    over every pixel: a frame holding NaN or inf raises :class:`~tiltflow.errors.InputError`
+    naming ``source`` (the stack file) and the frame.
     """
     n, h, w = stack.shape
     if chunk is None:  # frames per chunk: about CHUNK_BYTES of raw float32 per chunk
@@ -192,10 +196,18 @@ def detect_peaks(
     size_max = 2 * int(math.ceil(rb)) + 1
     size_loc = max(16, int(round(16 * rb)))
     def one_chunk(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        block = xp.asarray(np.ascontiguousarray(stack[start : start + chunk], dtype=np.float32))
-        block = _bin_stack(xp, block, b)
-        release_pages(stack, start, start + chunk)  # read: resident memory stays one chunk
+        raw = xp.asarray(np.ascontiguousarray(stack[start : start + chunk], dtype=np.float32))
+        block = _bin_stack(xp, raw, b)
         mean = block.mean(axis=(1, 2), keepdims=True)
+        # NaN / inf anywhere in a frame: the binned mean plus the rows / columns binning drops
+        sums = mean.reshape(-1)
+        if hb * b < h:
+            sums = sums + raw[:, hb * b :, :].sum(axis=(1, 2))
+        if wb * b < w:
+            sums = sums + raw[:, : hb * b, wb * b :].sum(axis=(1, 2))
+        require_finite(source, to_numpy(sums), stack[start : start + chunk], start, n)
+        del raw
+        release_pages(stack, start, start + chunk)  # read: resident memory stays one chunk
         block = block / xp.where(xp.abs(mean) > 0, mean, 1) - 1  # relative contrast
         block = xp.pad(
             block, ((0, 0), (pad, pad + extra[0]), (pad, pad + extra[1])), mode="reflect"
@@ -563,6 +575,7 @@ def detect(
     threads: int = 1,
     min_significance: float = 3.0,
     shape_filter: bool = True,
+    source: str | os.PathLike[str] | None = None,
 ) -> Detections:
     """2D detections in every frame, refined to sub-pixel precision on the unbinned image.
 
@@ -575,7 +588,7 @@ def detect(
     radius and anisotropy.
     """
     b = default_binning(radius_px) if binning is None else int(binning)
-    det = detect_peaks(stack, radius_px, threshold, b, xp=xp, threads=threads)
+    det = detect_peaks(stack, radius_px, threshold, b, xp=xp, threads=threads, source=source)
     if len(det) == 0:
         return det
     fit = fit_beads(stack, det.frame, det.x, det.y, radius_px, threads=threads)

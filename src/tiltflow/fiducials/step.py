@@ -162,7 +162,10 @@ def find_fiducials(
             f"bead radius {params.radius_A} Å is {radius_px:.2f} px at {tomo.pixel_size} Å/px: too small to detect"
         )
     binning = params.binning or default_binning(radius_px)
-    det = detect(stack, radius_px, params.threshold, binning, xp=xp, threads=params.threads)
+    det = detect(
+        stack, radius_px, params.threshold, binning, xp=xp, threads=params.threads,
+        source=tomo.tilt_series,
+    )
     beads = associate(det, stack, tomo.proj, tomo.size, radius_px, params.association())
     tracks = _tracks(tomo.proj, beads.xyz, beads.obs, beads.score_obs)
     if beads.n_beads == 0:
@@ -249,7 +252,8 @@ def run_find_fiducials(
     done: list[Tomogram] = []
     with OutputTransaction(out) as txn:  # all outputs or none (issue #11 items 2, 8, 14)
         for tomo in selected:
-            stack = read_stack(Path(tomo.tilt_series))
+            # NaN / inf frames are refused by the detection pass, which reads every pixel once
+            stack = read_stack(Path(tomo.tilt_series), check_finite=False)
             if params.source == "imod":
                 res = fiducials_from_imod(tomo, params, (stack.shape[2], stack.shape[1]))
             else:

@@ -12,15 +12,32 @@ Public API:
 - :func:`apply_result`, :func:`write_hand_star`, :func:`plot_hand`.
 """
 
-from tiltflow.hand.core import (
-    STATUS_DETERMINED,
-    STATUS_UNDETERMINED,
-    HandResult,
-    apply_result,
-    find_hand,
-)
-from tiltflow.hand.params import HandParams
-from tiltflow.hand.step import plot_hand, run_find_hand, write_hand_star
+from typing import TYPE_CHECKING
+
+from tiltflow._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tiltflow.hand.core import (
+        STATUS_DETERMINED,
+        STATUS_UNDETERMINED,
+        HandResult,
+        apply_result,
+        find_hand,
+    )
+    from tiltflow.hand.params import HandParams
+    from tiltflow.hand.step import plot_hand, run_find_hand, write_hand_star
+
+_EXPORTS = {
+    "STATUS_DETERMINED": "tiltflow.hand.core",
+    "STATUS_UNDETERMINED": "tiltflow.hand.core",
+    "HandResult": "tiltflow.hand.core",
+    "apply_result": "tiltflow.hand.core",
+    "find_hand": "tiltflow.hand.core",
+    "HandParams": "tiltflow.hand.params",
+    "plot_hand": "tiltflow.hand.step",
+    "run_find_hand": "tiltflow.hand.step",
+    "write_hand_star": "tiltflow.hand.step",
+}
 
 __all__ = [
     "STATUS_DETERMINED",
@@ -33,3 +50,5 @@ __all__ = [
     "run_find_hand",
     "write_hand_star",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -162,6 +162,7 @@ def estimate_ice(
         params.bead_mask_factor,
         params.dark_mask_sigma,
         beads,
+        source=name,
     )
     try:
         check_counts(meas, name)

@@ -18,6 +18,7 @@ from the median. The clipping is symmetric and wide, so Poisson skew leaves the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from scipy import ndimage
 
 from tiltflow.errors import InputError
 from tiltflow.geometry import project, tomogram_centre
-from tiltflow.io.mrc import release_pages
+from tiltflow.io.mrc import nonfinite_error, release_pages
 
 F64 = NDArray[np.float64]
 
@@ -259,12 +260,14 @@ def measure_intensities(
     beads_world: ArrayLike | None = None,
     use_flat_field: bool = True,
     binning: int | None = None,
+    source: str | os.PathLike[str] | None = None,
 ) -> TiltIntensities:
     """Measure every tilt of ``stack`` (n, h, w); see the module docstring for the method.
 
     The stack is read once, a tilt at a time (a memory map stays a memory map): each frame gives
     its binned copy for the flat field, its mean, and its central window binned by ``binning``
-    (default :func:`measurement_binning`); everything else works on those small arrays.
+    (default :func:`measurement_binning`); everything else works on those small arrays. A frame
+    holding NaN or inf raises :class:`~tiltflow.errors.InputError` naming ``source``.
     """
     if getattr(stack, "ndim", 0) != 3:
         stack = np.asarray(stack)
@@ -302,6 +305,8 @@ def measure_intensities(
         frame = np.array(stack[f], dtype=np.float32)
         release_pages(stack, f, f + 1)  # resident memory stays one frame
         frame_mean[f] = float(frame.mean(dtype=np.float64))
+        if not np.isfinite(frame_mean[f]):
+            raise nonfinite_error(source, frame, f, n)
         if ff_binned is not None:
             ff_binned[f] = block_mean(frame, bff)
         x0 = int(np.clip(np.round(centres[f, 0] - (ww - 1) / 2.0), 0, w - ww))

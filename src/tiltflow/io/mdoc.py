@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-from mdocfile.data_models import Mdoc
 
 from tiltflow.errors import InputError
 from tiltflow.io.angle_match import match_angles
 from tiltflow.io.text import PathLike, read_text_lines
+
+if TYPE_CHECKING:
+    from mdocfile.data_models import Mdoc
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,8 @@ def _section_line(path: PathLike, kind: str, z: int, field: str) -> int | None:
 
 
 def _load_mdoc(path: PathLike) -> Mdoc:
+    from mdocfile.data_models import Mdoc  # only when an mdoc is read (~0.5 s of import)
+
     lines = read_text_lines(path, "a SerialEM .mdoc file")  # missing / binary / empty checks
     if not lines:
         raise InputError(path, "is empty (expected a SerialEM .mdoc file)")

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import mrcfile.utils
@@ -127,25 +128,62 @@ def open_stack(path: PathLike) -> np.ndarray:
     return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=(nz, ny, nx))
 
 
-def read_stack(path: PathLike) -> np.ndarray:
+def read_stack(path: PathLike, check_finite: bool = True) -> np.ndarray:
     """Read an MRC stack as an ``(n, h, w)`` float32 array (a 2D image becomes ``(1, h, w)``).
 
     A native-endian float32 file is returned as a read-only memory map (no copy); anything else
     (other byte order, int8, int16, uint16, float16) is converted to a float32 array in memory. Raises
     :class:`~tiltflow.errors.InputError` for a missing, invalid or truncated file, an
-    unsupported mode (complex, 4-bit, RGB) or a frame with NaN or inf pixels (each frame is
-    summed once while reading, naming the first bad frame).
+    unsupported mode (complex, 4-bit, RGB) or, with ``check_finite``, a frame with NaN or inf
+    pixels (each frame is summed once, naming the first bad frame). A step that reads every
+    frame anyway passes ``check_finite=False`` and checks each frame as it reads it
+    (:func:`require_finite`), so the stack is read once.
     """
     data = open_stack(path)
     p = stack_file(path)
     dtype = data.dtype
     if dtype == np.dtype(np.float32):  # native float32: memory-mapped, no copy
-        _check_finite(data, p)
+        if check_finite:
+            _check_finite(data, p)
         return data
     out = np.asarray(data, dtype=np.float32)
-    if dtype.kind == "f":  # integer modes cannot hold NaN or inf
+    if check_finite and dtype.kind == "f":  # integer modes cannot hold NaN or inf
         _check_finite(out, p)
     return out
+
+
+def nonfinite_error(path: PathLike | None, frame: np.ndarray, f: int, n: int) -> InputError:
+    """The error for frame ``f`` (0-based) of ``n``, ``frame`` its pixels, holding NaN or inf."""
+    frame = np.asarray(frame)
+    n_nan = int(np.isnan(frame).sum())
+    n_inf = int(np.isinf(frame).sum())
+    bad = np.nonzero(~np.isfinite(frame))
+    where = f", the first at x={int(bad[1][0])}, y={int(bad[0][0])}" if bad[0].size else ""
+    what = " and ".join(
+        t for t in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if t
+    )
+    return InputError(
+        path,
+        f"frame {f + 1} of {n} (1-based) holds {what or 'NaN or inf'} pixel(s){where}: every "
+        "pixel of a tilt series must be a finite number (a corrupt or unfinished file, or gaps "
+        "filled with NaN by an earlier program?)",
+    )
+
+
+def require_finite(
+    path: PathLike | None, sums: np.ndarray, frames: Any, start: int, n: int
+) -> None:
+    """Raise :func:`nonfinite_error` for the first frame whose sum in ``sums`` is not finite.
+
+    ``sums`` holds one number per frame of ``frames`` (frames ``start``, ``start + 1``, … of a
+    stack of ``n``): any sum over all of a frame's pixels (or a binned copy of them) is finite
+    exactly when every pixel is, since float32 values cannot overflow a float64 sum. ``frames``
+    is indexed only when a sum is bad, to name the pixel.
+    """
+    ok = np.isfinite(np.asarray(sums, dtype=np.float64).reshape(-1))
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise nonfinite_error(path, np.asarray(frames[i], dtype=np.float32), start + i, n)
 
 
 def _check_finite(stack: np.ndarray, path: Path) -> None:
@@ -158,19 +196,7 @@ def _check_finite(stack: np.ndarray, path: Path) -> None:
     for f in range(n):
         total = float(np.sum(stack[f], dtype=np.float64))
         if not np.isfinite(total):
-            frame = np.asarray(stack[f])
-            n_nan = int(np.isnan(frame).sum())
-            n_inf = int(np.isinf(frame).sum())
-            y, x = (int(v[0]) for v in np.nonzero(~np.isfinite(frame)))
-            what = " and ".join(
-                t for t in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if t
-            )
-            raise InputError(
-                path,
-                f"frame {f + 1} of {n} (1-based) holds {what} pixel(s), the first at x={x}, "
-                f"y={y}: every pixel of a tilt series must be a finite number (a corrupt or "
-                "unfinished file, or gaps filled with NaN by an earlier program?)",
-            )
+            raise nonfinite_error(path, stack[f], f, n)
         release_pages(stack, f, f + 1)
 
 
@@ -206,11 +232,17 @@ def write_stack(path: PathLike, data: np.ndarray, pixel_size: float | None) -> N
 
 
 def write_stack_frames(
-    path: PathLike, source: np.ndarray, frames: Sequence[int] | np.ndarray, pixel_size: float | None
+    path: PathLike,
+    source: np.ndarray,
+    frames: Sequence[int] | np.ndarray,
+    pixel_size: float | None,
+    source_path: PathLike | None = None,
 ) -> None:
     """Write frames ``frames`` of ``source`` (n, h, w) as a float32 MRC stack, atomically, a frame
     at a time (memory stays one frame, whatever the stack size). Header as :func:`write_stack`:
-    one fixed label, statistics of the written data, image stack, cell from ``pixel_size``."""
+    one fixed label, statistics of the written data, image stack, cell from ``pixel_size``.
+    A frame with NaN or inf pixels raises :func:`nonfinite_error` naming ``source_path`` (and
+    nothing is written)."""
     idx = [int(f) for f in np.asarray(frames).reshape(-1)]
     if source.ndim != 3 or not idx:
         raise ValueError(f"write_stack_frames needs an (n, h, w) source and frames, got {source.shape}")
@@ -226,7 +258,10 @@ def write_stack_frames(
                 frame = np.asarray(source[f], dtype=np.float32)
                 mrc.data[i] = frame
                 f64 = frame.astype(np.float64)
-                total += float(f64.sum())
+                frame_sum = float(f64.sum())
+                if not np.isfinite(frame_sum):
+                    raise nonfinite_error(source_path, frame, f, _n)
+                total += frame_sum
                 total_sq += float((f64 * f64).sum())
                 lo, hi = min(lo, float(frame.min())), max(hi, float(frame.max()))
                 release_pages(source, f, f + 1)
