@@ -62,13 +62,19 @@ def robust_mean(values: ArrayLike, clip_sigma: float = 5.0) -> float:
 
 
 def block_mean(img: NDArray, b: int) -> F64:
-    """Mean over ``b × b`` blocks (the trailing rows/columns that do not fill a block are dropped)."""
+    """Mean over ``b × b`` blocks (the trailing rows/columns that do not fill a block are dropped).
+
+    Sums of ``b`` adjacent columns are one matrix-vector product (BLAS, float32: 4-10× faster
+    than a mean over reshaped axes, which numpy reduces with strided loops), then ``b`` rows are
+    summed in float64.
+    """
     h, w = img.shape
     hb, wb = h // b, w // b
     a = np.asarray(img[: hb * b, : wb * b], dtype=np.float32)
     if b == 1:
         return a.astype(np.float64)
-    return a.reshape(hb, b, wb, b).mean(axis=(1, 3), dtype=np.float64)
+    cols = a.reshape(hb * b, wb, b) @ np.ones(b, dtype=np.float32)  # (hb * b, wb)
+    return cols.reshape(hb, b, wb).sum(axis=1, dtype=np.float64) * (1.0 / (b * b))
 
 
 def flat_field_bin(h: int, w: int, max_side: int = FLAT_FIELD_BINNED_SIDE) -> int:
@@ -302,21 +308,32 @@ def measure_intensities(
     ff_binned = np.empty((n, h // bff, w // bff)) if use_flat_field else None
     # ---- the one pass over the stack
     for f in range(n):
-        frame = np.array(stack[f], dtype=np.float32)
-        release_pages(stack, f, f + 1)  # resident memory stays one frame
-        frame_mean[f] = float(frame.mean(dtype=np.float64))
-        if not np.isfinite(frame_mean[f]):
-            raise nonfinite_error(source, frame, f, n)
-        if ff_binned is not None:
-            ff_binned[f] = block_mean(frame, bff)
+        frame = np.asarray(stack[f], dtype=np.float32)  # a native float32 map stays a map
         x0 = int(np.clip(np.round(centres[f, 0] - (ww - 1) / 2.0), 0, w - ww))
         y0 = int(np.clip(np.round(centres[f, 1] - (hh - 1) / 2.0), 0, h - hh))
         windows[f] = (x0, y0, ww, hh)
+        fb = block_mean(frame, bff)  # the frame binned for the flat field, and its sum
+        total = float(fb.sum()) * bff * bff
+        hc, wc = fb.shape[0] * bff, fb.shape[1] * bff
+        if hc < h:  # the rows and columns binning drops
+            total += float(frame[hc:].sum(dtype=np.float64))
+        if wc < w:
+            total += float(frame[:hc, wc:].sum(dtype=np.float64))
+        frame_mean[f] = total / (h * w)
+        if not np.isfinite(frame_mean[f]):
+            raise nonfinite_error(source, frame, f, n)
+        if ff_binned is not None:
+            ff_binned[f] = fb
         raw = frame[y0 : y0 + hh, x0 : x0 + ww]
-        raw_mean[f] = float(raw.mean(dtype=np.float64))
-        raw_std[f] = float(raw.std(dtype=np.float64))
-        neg[f] = float(np.count_nonzero(raw < 0)) / raw.size
         win_b[f] = block_mean(raw, bm)
+        # plausibility of counts (check_counts): mean, spread and negative pixels, on the
+        # binned window and every 4th row of the raw one
+        raw_mean[f] = float(win_b[f].mean())
+        rows = raw[::4]
+        raw_std[f] = float(rows.std(dtype=np.float64))
+        neg[f] = float(np.count_nonzero(rows < 0)) / rows.size
+        del frame, raw, rows
+        release_pages(stack, f, f + 1)  # resident memory stays one frame
     ff = None
     if ff_binned is not None:
         sm_ff = ndimage.gaussian_filter(ff_binned, (0, 1.0, 1.0), mode="nearest")
