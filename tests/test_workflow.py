@@ -698,6 +698,9 @@ def test_example_end_to_end_is_reproducible(tmp_path: Path) -> None:
         if i == 0:
             r = snakemake(project, "--cores", "2")
             assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+            # the job's reserved threads (resources.fiducials.threads: 2) reach the step
+            log = (project / "logs" / "fiducials" / f"{NAMES[0]}.log").read_text()
+            assert "2 thread(s)" in log, log[-2000:]
         else:
             run_killed_midway(project)
         final = (project / "results" / "ice" / "tomograms.star").read_text()

@@ -6,6 +6,9 @@ from _common import run_tomogram_step, star_column
 def call(name, out_dir, params):
     from tiltflow.fiducials import FiducialParams, run_find_fiducials
 
+    # the step runs on the threads the job reserved (config resources.fiducials.threads, or
+    # Snakemake's --set-threads), unless fiducials.params.threads says otherwise
+    params = {"threads": int(snakemake.threads or 1), **params}  # noqa: F821
     run_find_fiducials(
         str(snakemake.input.star),  # noqa: F821
         str(out_dir),

@@ -248,6 +248,10 @@ def run_find_fiducials(
         selected = [tset[n] for n in names]
     else:
         selected = list(tset)
+    log.info(
+        "find-fiducials: %d tomogram(s), %d thread(s), device %s",
+        len(selected), params.threads, params.device,
+    )
     out = Path(out_dir)
     done: list[Tomogram] = []
     with OutputTransaction(out) as txn:  # all outputs or none (issue #11 items 2, 8, 14)
