@@ -64,6 +64,12 @@ class AssociationParams:
     weak_score_fraction: float = 0.25
     strict_anisotropy: float = 0.1
     strict_radius_tolerance: float = 0.1
+    #: ... unless it is as dark *for its size* as gold: its contrast per fitted radius at least
+    #: this fraction of the strong beads' (gold's contrast grows with the path through it, so a
+    #: 5 nm bead has ~0.7-0.9 of a 10 nm bead's contrast per radius; ribosome clumps and vesicle
+    #: rims of the same size ~0.1-0.2). Small weak beads measure ~0.1 anisotropy at the declared
+    #: radius from noise alone, so without this they fell under the strict anisotropy.
+    gold_darkness_fraction: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Beads:
     #: (m,) median fitted radius (px) and anisotropy over the bead's observations
     radius_px: F64 = field(default_factory=lambda: np.zeros(0))
     anisotropy: F64 = field(default_factory=lambda: np.zeros(0))
+    #: (m,) median contrast relative to the local background (< 0: dark)
+    contrast: F64 = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_beads(self) -> int:
@@ -429,7 +437,7 @@ def associate(
     )
     xyz, obs, sig, in_img, frac = xyz[keep], obs[keep], sig[keep], in_img[keep], frac[keep]
     # appearance test: a bead looks like a bead (round, dark, of the declared size) in its views
-    radius, aniso = bead_appearance(stack, obs, radius_px)
+    radius, aniso, contrast = bead_appearance(stack, obs, radius_px)
     looks = (
         np.isfinite(radius)
         & (radius >= RADIUS_RANGE[0] * radius_px)
@@ -437,7 +445,7 @@ def associate(
         & (aniso <= params.max_anisotropy)
     )
     xyz, obs, sig, in_img, frac = xyz[looks], obs[looks], sig[looks], in_img[looks], frac[looks]
-    radius, aniso = radius[looks], aniso[looks]
+    radius, aniso, contrast = radius[looks], aniso[looks], contrast[looks]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_sig = np.nanmean(sig, axis=1) if sig.shape[0] else np.zeros(0)
@@ -452,9 +460,22 @@ def associate(
         off_shape = (aniso > params.strict_anisotropy) | (
             radius / radius_px - 1.0 > params.strict_radius_tolerance
         )
-        keep2 = ~(weak & off_shape)
+        # ... but a weak bead no larger than declared and as dark for its size as the strong
+        # (gold) ones is gold: 5 nm beads are weak (a quarter of the area, half the contrast)
+        # and, measured at the declared radius, ~0.1 anisotropic from noise alone
+        darkness = -contrast / np.maximum(radius, 1e-9)
+        strong = score >= ref_score
+        ref_dark = float(np.nanmedian(darkness[strong])) if strong.any() else np.nan
+        gold_dark = np.zeros(score.size, bool)
+        if np.isfinite(ref_dark) and ref_dark > 0:
+            gold_dark = (
+                (radius / radius_px - 1.0 <= params.strict_radius_tolerance)
+                & np.isfinite(darkness)
+                & (darkness >= params.gold_darkness_fraction * ref_dark)
+            )
+        keep2 = ~(weak & off_shape & ~gold_dark)
         xyz, obs, sig, in_img, score = xyz[keep2], obs[keep2], sig[keep2], in_img[keep2], score[keep2]
-        radius, aniso = radius[keep2], aniso[keep2]
+        radius, aniso, contrast = radius[keep2], aniso[keep2], contrast[keep2]
     order = np.argsort(-score, kind="stable")
     return Beads(
         xyz=xyz[order],
@@ -465,16 +486,18 @@ def associate(
         cams=cams,
         radius_px=radius[order],
         anisotropy=aniso[order],
+        contrast=contrast[order],
     )
 
 
 def bead_appearance(
     stack: NDArray[np.floating], obs: F64, radius_px: float
-) -> tuple[F64, F64]:
-    """Median fitted radius (px) and median anisotropy of each bead over its observations."""
+) -> tuple[F64, F64, F64]:
+    """Median fitted radius (px), anisotropy and contrast (relative, < 0 dark) of each bead over
+    its observations."""
     m = obs.shape[0]
     if m == 0:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0)
     b, v = np.nonzero(np.isfinite(obs[..., 0]))
     app = appearance(stack, v, obs[b, v, 0], obs[b, v, 1], radius_px)
     # a touching neighbour makes any bead look anisotropic: only views where no other bead is
@@ -490,19 +513,21 @@ def bead_appearance(
     an_used = np.where(crowded, np.nan, app.anisotropy)
     radius = np.full(m, np.nan)
     aniso = np.full(m, np.inf)
+    contrast = np.full(m, np.nan)
     order = np.argsort(b, kind="stable")
     bs = b[order]
     starts = np.searchsorted(bs, np.arange(m))
     ends = np.searchsorted(bs, np.arange(m), side="right")
-    rad_s, an_s = app.radius[order], an_used[order]
+    rad_s, an_s, con_s = app.radius[order], an_used[order], app.contrast[order]
     for i in range(m):  # one median per bead (m is small)
         if ends[i] > starts[i]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 radius[i] = np.nanmedian(rad_s[starts[i] : ends[i]])
+                contrast[i] = np.nanmedian(con_s[starts[i] : ends[i]])
                 a = an_s[starts[i] : ends[i]]
                 aniso[i] = float(np.nanmedian(a)) if np.isfinite(a).any() else 0.0
-    return radius, aniso
+    return radius, aniso, contrast
 
 
 def _duplicates(xyz: F64, n_obs: NDArray[np.integer], dist: float) -> NDArray[np.bool_]:

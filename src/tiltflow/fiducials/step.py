@@ -24,6 +24,8 @@ from tiltflow.fiducials.io import (
     write_fiducials,
     write_tracks,
 )
+from tiltflow.fiducials.small import find_small_beads
+from tiltflow.fiducials.small import merge as merge_small
 from tiltflow.fiducials.triangulate import cameras, robust_triangulate
 from tiltflow.geometry import project
 from tiltflow.imod.fid import read_fid_model
@@ -167,6 +169,12 @@ def find_fiducials(
         source=tomo.tilt_series,
     )
     beads = associate(det, stack, tomo.proj, tomo.size, radius_px, params.association())
+    # beads of half the declared size that the declared-size filter misses (next to others)
+    small = find_small_beads(
+        stack, tomo.proj, tomo.size, radius_px, beads, params.threshold,
+        params.association(), xp=xp, threads=params.threads,
+    )
+    beads = merge_small(beads, small)
     tracks = _tracks(tomo.proj, beads.xyz, beads.obs, beads.score_obs)
     if beads.n_beads == 0:
         msg = (
