@@ -561,7 +561,8 @@ def test_cluster_generic_resources_kills_and_retries(project: Path, tmp_path: Pa
     assert r.returncode == 0, out[-6000:]
     calls = sbatch_calls(env)
     rules = [rule for rule, _, _ in calls]
-    assert sorted(rules) == ["align", "align", "fiducials", "ice", "ice", "qc"], rules
+    # (hand is on in the example config; gather_hand is a localrule like the other gathers)
+    assert sorted(rules) == ["align", "align", "fiducials", "hand", "ice", "ice", "qc"], rules
     by_rule: dict[str, list[dict[str, str]]] = {}
     for rule, opts, args in calls:
         by_rule.setdefault(rule, []).append(opts)
