@@ -64,7 +64,8 @@ def write_config(path: Path, overlay: dict) -> Path:
     return path
 
 
-def expected_counts(n: int, source: str = "simulate", hand: bool = False) -> dict[str, int]:
+def expected_counts(n: int, source: str = "simulate", hand: bool = True) -> dict[str, int]:
+    """Jobs of a full run (hand: config hand.enabled, on in the example config)."""
     out = {
         source: 1,
         "imod_import": n,
@@ -209,9 +210,9 @@ def test_dry_run_slurm_gpu_rules_request_gpu(project: Path) -> None:
 
 
 def test_dry_run_with_hand_step(project: Path) -> None:
-    # hand.enabled adds the hand step after align, and ice reads its output
-    cfg = write_config(project / "hand.yaml", {"hand": {"enabled": True}})
-    r = snakemake(project, "-n", "--configfile", str(cfg))
+    # hand.enabled (on in the example config) adds the hand step after align, and ice reads its
+    # output; its side files and figure are outputs, the figure is copied into the QC report
+    r = snakemake(project, "-n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout) == expected_counts(len(NAMES), hand=True)
     for block in r.stdout.split("\nrule ")[1:]:
@@ -225,13 +226,23 @@ def test_dry_run_with_hand_step(project: Path) -> None:
             assert all("/fiducials_" in f for f in align_inputs), block
         if rule == "hand":
             assert inputs and "results/align/" in inputs.group(1), block
+            outputs = re.search(r"output: (.*)", block).group(1)
+            name = re.search(r"wildcards: name=(\S+)", block).group(1)
+            for side in (f"hand_{name}.star", f"hand_{name}.png"):
+                assert f"results/hand/{name}/{side}" in outputs, block
+        if rule == "qc":
+            name = re.search(r"wildcards: name=(\S+)", block).group(1)
+            assert f"results/qc/{name}/step_hand.png" in block, block
     assert "results/hand/tomograms.star" in r.stdout
 
 
 def test_hand_step_off_keeps_align_to_ice(project: Path) -> None:
-    r = snakemake(project, "-n")
+    cfg = write_config(project / "nohand.yaml", {"hand": {"enabled": False}})
+    r = snakemake(project, "-n", "--configfile", str(cfg))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert job_counts(r.stdout) == expected_counts(len(NAMES), hand=False)
     assert "rule hand" not in r.stdout and "results/hand/" not in r.stdout
+    assert "step_hand" not in r.stdout
     for block in r.stdout.split("\nrule ")[1:]:
         if block.split(":")[0] == "ice":
             assert "results/align/" in re.search(r"input: (.*)", block).group(1)
@@ -381,6 +392,10 @@ def test_failure_passes_through_the_hand_step(project: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     prov = json.loads((project / "results" / "hand" / "TS_01" / "provenance.json").read_text())
     assert prov["status"] == "failed" and prov["reason"].startswith("import failed:")
+    # the side files are placeholders saying why, and the QC report shows the hand figure's
+    for side in ("hand_TS_01.star", "hand_TS_01.png"):
+        assert (project / "results" / "hand" / "TS_01" / side).is_file()
+    assert (project / "results" / "qc" / "TS_01" / "step_hand.png").stat().st_size > 500
     final = (project / "results" / "ice" / "tomograms.star").read_text()
     assert "# missing TS_01: import failed: InputError: imod/x.xf: file not found" in final
     assert (
@@ -546,7 +561,8 @@ def test_cluster_generic_resources_kills_and_retries(project: Path, tmp_path: Pa
     assert r.returncode == 0, out[-6000:]
     calls = sbatch_calls(env)
     rules = [rule for rule, _, _ in calls]
-    assert sorted(rules) == ["align", "align", "fiducials", "ice", "ice", "qc"], rules
+    # (hand is on in the example config; gather_hand is a localrule like the other gathers)
+    assert sorted(rules) == ["align", "align", "fiducials", "hand", "ice", "ice", "qc"], rules
     by_rule: dict[str, list[dict[str, str]]] = {}
     for rule, opts, args in calls:
         by_rule.setdefault(rule, []).append(opts)

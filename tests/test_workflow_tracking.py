@@ -20,8 +20,8 @@ from test_workflow import copy_workflow, snakemake, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("TS_01", "TS_02")
-PER_TOMOGRAM = ("imod_import", "fiducials", "align", "ice", "qc")
-GATHERS = ("gather_import", "gather_fiducials", "gather_align", "gather_ice")
+PER_TOMOGRAM = ("imod_import", "fiducials", "align", "hand", "ice", "qc")
+GATHERS = ("gather_import", "gather_fiducials", "gather_align", "gather_hand", "gather_ice")
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +123,9 @@ def test_every_result_file_is_an_output_of_its_job(run: Path) -> None:
         assert rule_of[f"results/fiducials/{name}/fiducials_{name}.star"] == "fiducials"
         assert rule_of[f"results/align/{name}/align_{name}.png"] == "align"
         assert rule_of[f"results/align/{name}/tracks_{name}.star"] == "align"
+        assert rule_of[f"results/hand/{name}/hand_{name}.star"] == "hand"
+        assert rule_of[f"results/hand/{name}/hand_{name}.png"] == "hand"
+        assert rule_of[f"results/qc/{name}/step_hand.png"] == "qc"
         assert rule_of[f"results/ice/{name}/ice_{name}.star"] == "ice"
         assert rule_of[f"results/simulated/{name}/{name}.xf"] == "simulate"
         assert rule_of[f"results/import/{name}/culled"] == "imod_import"
@@ -166,6 +169,9 @@ SIDE_FILES = {
     "results/align/{name}/tracks_{name}.star": "align",
     "results/align/{name}/align_{name}.star": "align",
     "results/align/{name}/align_{name}.png": "align",
+    "results/hand/{name}/hand_{name}.star": "hand",
+    "results/hand/{name}/hand_{name}.png": "hand",
+    "results/hand/{name}/provenance.json": "hand",
     "results/ice/{name}/ice_{name}.star": "ice",
     "results/ice/{name}/ice_{name}.png": "ice",
     "results/ice/{name}/provenance.json": "ice",
@@ -220,6 +226,7 @@ def test_newly_failing_tomogram_leaves_no_old_numbers(run: Path, tmp_path: Path)
     for step, files in {
         "fiducials": ["fiducials_TS_02.star", "tracks_TS_02.star"],
         "align": ["fiducials_TS_02.star", "tracks_TS_02.star", "align_TS_02.star"],
+        "hand": ["hand_TS_02.star"],
         "ice": ["ice_TS_02.star"],
     }.items():
         for f in files:

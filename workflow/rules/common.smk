@@ -486,6 +486,15 @@ TOMOGRAM_OUTPUTS = (
     "results/ice/{name}/provenance.json",
     "results/ice/{name}/ice_{name}.star",
     "results/ice/{name}/ice_{name}.png",
+) + (
+    (
+        "results/hand/{name}/tomograms.star",
+        "results/hand/{name}/provenance.json",
+        "results/hand/{name}/hand_{name}.star",
+        "results/hand/{name}/hand_{name}.png",
+    )
+    if OPTIONAL_STEPS["hand"]
+    else ()
 )
 
 

@@ -1,5 +1,7 @@
-# hand (optional, config hand.enabled): rlnTomoHand measured from the defocus gradient of the
-# tilted images; the ice step then reads this step's output. Off: the hand given at import stays.
+# hand (optional, config hand.enabled; on in the example): rlnTomoHand measured from the defocus
+# gradient of the tilted images; the ice step then reads this step's output. "undetermined" (e.g.
+# too few Thon rings at the example's 10 A/px) keeps the input hand. Off: the hand given at import
+# stays.
 # Side files in results/hand/{name}/: hand_{name}.star (blocks fit, tilts, strips), hand_{name}.png.
 
 
@@ -7,9 +9,14 @@ rule hand:
     input:
         star=f"results/{upstream_step('hand')}/{{name}}/tomograms.star",
         provenance=f"results/{upstream_step('hand')}/{{name}}/provenance.json",
+        # read by the step: the refined fiducials (specimen plane) and the tilt images
+        fiducials="results/align/{name}/fiducials_{name}.star",
+        stack=lambda wildcards: tilt_series_input(wildcards.name),
     output:
         star="results/hand/{name}/tomograms.star",
         provenance="results/hand/{name}/provenance.json",
+        report="results/hand/{name}/hand_{name}.star",
+        png="results/hand/{name}/hand_{name}.png",
     log:
         rule_log("hand", "{name}"),
     benchmark:

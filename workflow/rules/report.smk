@@ -4,7 +4,7 @@
 # (results/qc/overview.html: Chromium shows no data: URL over 2 MiB, which is how the HTML form of
 # Snakemake's report embeds a page) and the summary TSV. Everything a user needs
 # is registered with report(): `snakemake --report report.html` (or report.zip) holds the QC
-# report, every figure, the align/ice steps' own figures and the final STAR files (copied under
+# report, every figure, the align/ice (and hand) steps' own figures and the final STAR files (copied under
 # results/qc/, since those rules belong to other files).
 
 from tiltflow.qc.figures import FIGURES, figure_filename
@@ -40,6 +40,18 @@ rule qc:
             subcategory="{name}",
             labels={"figure": "ice step"},
         ),
+        # the hand step's figure when it runs (config hand.enabled)
+        **{
+            f"step_{step}": report(
+                f"results/qc/{{name}}/step_{step}.png",
+                caption="../report/step_figure.rst",
+                category="Step figures",
+                subcategory="{name}",
+                labels={"figure": f"{step} step"},
+            )
+            for step, enabled in OPTIONAL_STEPS.items()
+            if enabled
+        },
         fiducials=report(
             "results/qc/final/fiducials/fiducials_{name}.star",
             caption="../report/final_fiducials.rst",

@@ -11,4 +11,19 @@ def call(name, out_dir, params):
     )  # noqa: F821
 
 
-run_tomogram_step(snakemake, call)  # noqa: F821
+def summarize(name, out_dir):
+    from tiltflow.io.star import read_star
+
+    fit = read_star(snakemake.output.report)["fit"].iloc[0]  # noqa: F821
+    numbers = {
+        "status": str(fit["tfStatus"]),
+        "rlnTomoHand": f"{float(fit['tfHandIn']):+g} -> {float(fit['tfHandOut']):+g}",
+        "slope": f"{fit['tfSlope']} +- {fit['tfSlopeSe']}",
+        "tilts measured": f"{fit['tfTiltsMeasured']} of {fit['tfTiltsSelected']}",
+    }
+    if str(fit["tfStatus"]) != "determined":
+        numbers["why"] = str(fit["tfReason"]).replace("_", " ")
+    return numbers
+
+
+run_tomogram_step(snakemake, call, summarize)  # noqa: F821

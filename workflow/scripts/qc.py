@@ -21,7 +21,11 @@ row = tomogram_qc(
     figures_dir=Path(str(out.step_align)).parent,
     keys=list(snakemake.params.figures),  # noqa: F821
     truth=str(snakemake.params.truth) or None,  # noqa: F821
-    step_figures={"align": str(out.step_align), "ice": str(out.step_ice)},
+    step_figures={
+        step: str(getattr(out, f"step_{step}"))
+        for step in ("align", "hand", "ice")
+        if hasattr(out, f"step_{step}")
+    },
     fiducials_copy=str(out.fiducials),
 )
 for problem in row["problems"]:
