@@ -278,6 +278,15 @@ def print_table(rows: list[dict], mpx: dict[str, float]) -> None:
         "x floor = wall / floor wall (chain: proc s / floor)."
     )
     labels = list(dict.fromkeys(r["case"] for r in rows))
+    print("\nchain against the floor as a process too (both with interpreter start and imports):")
+    for lab in labels:
+        fl = next((r for r in rows if r["case"] == lab and r["step"] == "floor"), None)
+        ch = next((r for r in rows if r["case"] == lab and r["step"] == "chain"), None)
+        if fl and ch and fl["process_s"] > 0:
+            print(
+                f"  {lab}: chain {ch['process_s']:.2f} s / floor process {fl['process_s']:.2f} s "
+                f"= {ch['process_s'] / fl['process_s']:.2f}"
+            )
     if len(labels) > 1:
         print("\nlinearity: cost per (Mpx x tilt) relative to the first case (1.0 = linear)")
         steps = [s for s in (*STEPS[1:], "chain")]

@@ -164,3 +164,16 @@ def test_main_simulator_binned_is_undetermined(tmp_path: Path, pixel_size: float
         assert "too few Thon rings" in res.reasons[0] and f"{pixel_size:g} Å/px" in res.reasons[0]
         assert np.all(res.rings[res.selected] < HandParams().min_rings)
         assert stack.reads == []  # nothing to measure: no image is read
+
+
+def test_nan_in_a_measured_tilt_names_the_stack_and_frame(plus: Series) -> None:
+    # find-hand reads only the high tilts, each once; a NaN pixel there is refused by name
+    from tiltflow.errors import InputError
+
+    tomo = plus.tomos["none"]
+    res = find_hand(tomo, plus.stack, HandParams())
+    f = int(np.flatnonzero(res.measured)[-1])  # the last tilt that is measured
+    bad = plus.stack.copy()
+    bad[f, 3, 5] = np.nan
+    with pytest.raises(InputError, match=rf"frame {f + 1} of {bad.shape[0]} .*NaN.*x=5, y=3"):
+        find_hand(tomo, bad, HandParams(), stack_name="TS.mrc")

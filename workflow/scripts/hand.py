@@ -6,6 +6,8 @@ from _common import run_tomogram_step
 def call(name, out_dir, params):
     from tiltflow.hand import HandParams, run_find_hand
 
+    # the FFTs run on the threads the job reserved unless hand.params.threads says otherwise
+    params = {"threads": int(snakemake.threads or 1), **params}  # noqa: F821
     run_find_hand(
         str(snakemake.input.star), str(out_dir), HandParams.from_dict(params), names=[name]
     )  # noqa: F821

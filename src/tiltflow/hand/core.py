@@ -40,6 +40,7 @@ from tiltflow.hand.spectra import (
     tile_origins,
     wavelength_A,
 )
+from tiltflow.io.mrc import require_finite
 from tiltflow.model import Tomogram
 
 F64 = NDArray[np.float64]
@@ -225,6 +226,9 @@ def find_hand(
         notes[f] = plan.note
         sidx, n_strips, _ = strips_of_tiles(centres, maps.grad[f], img_centre, params.strip_px)
         image = np.asarray(stack[int(f)], dtype=np.float32)  # the only read of this tilt
+        require_finite(
+            stack_name or None, np.array([image.sum(dtype=np.float64)]), image[None], int(f), shape[0]
+        )
         spectra, counts = strip_spectra(image, origins, sidx, n_strips, tile, params.threads)
         have = np.flatnonzero(counts > 0)
         if have.size == 0:
