@@ -62,6 +62,11 @@ def _empty(main: Beads) -> Beads:
     )
 
 
+def small_binning(r2: float) -> int:
+    """Detection binning of the small pass: the small radius at 1.5-3 binned px (>= 1)."""
+    return max(1, int(r2 // 1.5))
+
+
 def gold_darkness(beads: Beads) -> F64:
     """Contrast per fitted radius (1/px, > 0 for dark beads) of each bead."""
     return -beads.contrast / np.maximum(beads.radius_px, 1e-9)
@@ -90,7 +95,13 @@ def find_small_beads(
     if dark_main.size == 0 or not float(np.median(dark_main)) > 0:
         return _empty(main)
     ref_dark = float(np.median(dark_main))
-    det = detect(stack, r2, threshold, xp=xp, threads=threads, shape_filter=False)
+    # binned to 1.5-3 px of the small radius (the main pass bins to 3-6 px of the declared
+    # one): the peaks only seed fits on the unbinned image, and the pass costs about what the
+    # main one does instead of 4x (61 x 1024² at 8 Å/px, 50 Å beads: 3.7 s unbinned)
+    det = detect(
+        stack, r2, threshold, binning=small_binning(r2), xp=xp, threads=threads,
+        shape_filter=False,
+    )
     if len(det) == 0:
         return _empty(main)
     app = appearance(stack, det.frame, det.x, det.y, r2)
