@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -174,15 +175,34 @@ def detect_peaks(
     ``threshold`` the minimum normalised peak height (noise sigma). Positions are the raw
     coordinates of the binned peak pixels (refine with :func:`fit_beads`). This is the one pass
     over every pixel: a frame holding NaN or inf raises :class:`~tiltflow.errors.InputError`
-    naming ``source`` (the stack file) and the frame.
+    naming ``source`` (the stack file) and the frame. See :func:`detect_peaks_scales`.
     """
+    return detect_peaks_scales(
+        stack, (radius_px,), threshold, binning, xp=xp, threads=threads, chunk=chunk,
+        source=source,
+    )[0]
+
+
+def detect_peaks_scales(
+    stack: NDArray[np.floating],
+    radii_px: Sequence[float],
+    threshold: float,
+    binning: int,
+    xp: ModuleType = np,
+    threads: int = 1,
+    chunk: int | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> list[Detections]:
+    """:func:`detect_peaks` for several bead radii at once (one :class:`Detections` each), from
+    one read, one binning and one forward FFT of every frame: only the matched filter and the
+    peak search are done per radius."""
     n, h, w = stack.shape
     if chunk is None:  # frames per chunk: about CHUNK_BYTES of raw float32 per chunk
         chunk = max(1, min(8, int(CHUNK_BYTES // max(1, 4 * h * w))))
     b = max(1, int(binning))
-    rb = radius_px / b
+    rbs = [float(r) / b for r in radii_px]
     hb, wb = h // b, w // b
-    pad = int(math.ceil(3 * rb)) + 2
+    pad = int(math.ceil(3 * max(rbs))) + 2
     from scipy.fft import next_fast_len
 
     # FFT size: at least the reflect-padded image, rounded up to a fast length (extra rows and
@@ -192,10 +212,11 @@ def detect_peaks(
     fft = get_fft(xp)
     nd = get_ndimage(xp)
     kw = fft_workers(xp, threads)
-    filt = xp.asarray(matched_filter_spectrum(fshape, rb).astype(np.float32))
-    size_max = 2 * int(math.ceil(rb)) + 1
-    size_loc = max(16, int(round(16 * rb)))
-    def one_chunk(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    filts = [xp.asarray(matched_filter_spectrum(fshape, rb).astype(np.float32)) for rb in rbs]
+
+    Peaks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+    def one_chunk(start: int) -> list[Peaks]:
         raw = xp.asarray(np.ascontiguousarray(stack[start : start + chunk], dtype=np.float32))
         block = _bin_stack(xp, raw, b)
         mean = block.mean(axis=(1, 2), keepdims=True)
@@ -213,27 +234,36 @@ def detect_peaks(
             block, ((0, 0), (pad, pad + extra[0]), (pad, pad + extra[1])), mode="reflect"
         )
         spec = fft.rfft2(block, axes=(1, 2), **kw)
-        cmap = -fft.irfft2(spec * filt, s=fshape, axes=(1, 2), **kw)
-        inner = cmap[:, pad : pad + hb, pad : pad + wb]
-        # global robust sigma per frame (MAD), then local sigma from the clipped square
-        sub = inner[:, ::2, ::2].reshape(inner.shape[0], -1)  # robust stats on a subsample
-        med = xp.median(sub, axis=1)
-        mad = xp.median(xp.abs(sub - med[:, None]), axis=1)
-        sig = xp.maximum(1.4826 * mad, 1e-12)[:, None, None]
-        sq = xp.minimum(cmap**2, (_CLIP * sig) ** 2)
-        var = nd.uniform_filter(sq, size=(1, size_loc, size_loc), mode="reflect") / _CLIP_MEAN
-        z = cmap / xp.sqrt(xp.maximum(var, (0.05 * sig) ** 2))
-        # one padding pixel each side, so peaks on the image border are tested too
-        f_i, y_i, x_i, zval = _local_maxima(
-            xp, z[:, pad - 1 : pad + hb + 1, pad - 1 : pad + wb + 1], threshold, size_max // 2
-        )
-        y_i, x_i = y_i + pad - 1, x_i + pad - 1
-        return (
-            f_i.astype(np.int64) + start,
-            (y_i - pad) * b + (b - 1) / 2.0,
-            (x_i - pad) * b + (b - 1) / 2.0,
-            zval.astype(np.float64),
-        )
+        del block
+        out: list[Peaks] = []
+        for rb, filt in zip(rbs, filts, strict=True):
+            size_max = 2 * int(math.ceil(rb)) + 1
+            size_loc = max(16, int(round(16 * rb)))
+            cmap = -fft.irfft2(spec * filt, s=fshape, axes=(1, 2), **kw)
+            inner = cmap[:, pad : pad + hb, pad : pad + wb]
+            # global robust sigma per frame (MAD), then local sigma from the clipped square
+            sub = inner[:, ::2, ::2].reshape(inner.shape[0], -1)  # robust stats on a subsample
+            med = xp.median(sub, axis=1)
+            mad = xp.median(xp.abs(sub - med[:, None]), axis=1)
+            sig = xp.maximum(1.4826 * mad, 1e-12)[:, None, None]
+            sq = xp.minimum(cmap**2, (_CLIP * sig) ** 2)
+            var = nd.uniform_filter(sq, size=(1, size_loc, size_loc), mode="reflect") / _CLIP_MEAN
+            z = cmap / xp.sqrt(xp.maximum(var, (0.05 * sig) ** 2))
+            # one padding pixel each side, so peaks on the image border are tested too
+            f_i, y_i, x_i, zval = _local_maxima(
+                xp, z[:, pad - 1 : pad + hb + 1, pad - 1 : pad + wb + 1], threshold,
+                size_max // 2,
+            )
+            y_i, x_i = y_i + pad - 1, x_i + pad - 1
+            out.append(
+                (
+                    f_i.astype(np.int64) + start,
+                    (y_i - pad) * b + (b - 1) / 2.0,
+                    (x_i - pad) * b + (b - 1) / 2.0,
+                    zval.astype(np.float64),
+                )
+            )
+        return out
 
     starts = list(range(0, n, chunk))
     if xp is np and threads > 1 and len(starts) > 1:
@@ -245,23 +275,25 @@ def detect_peaks(
             results = list(pool.map(one_chunk, starts))
     else:
         results = [one_chunk(st) for st in starts]
-    frames_out = [r[0] for r in results]
-    ys = [r[1] for r in results]
-    xs = [r[2] for r in results]
-    peaks = [r[3] for r in results]
-    k = int(sum(a.size for a in frames_out))
 
     def cat(parts: list[np.ndarray], dt: type[np.generic]) -> np.ndarray:
         return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
 
-    return Detections(
-        frame=cat(frames_out, np.int64),
-        x=cat(xs, np.float64),
-        y=cat(ys, np.float64),
-        peak=cat(peaks, np.float64),
-        amplitude=np.full(k, np.nan),
-        significance=np.full(k, np.nan),
-    )
+    found = []
+    for i in range(len(rbs)):
+        per = [r[i] for r in results]
+        k = int(sum(p[0].size for p in per))
+        found.append(
+            Detections(
+                frame=cat([p[0] for p in per], np.int64),
+                x=cat([p[2] for p in per], np.float64),
+                y=cat([p[1] for p in per], np.float64),
+                peak=cat([p[3] for p in per], np.float64),
+                amplitude=np.full(k, np.nan),
+                significance=np.full(k, np.nan),
+            )
+        )
+    return found
 
 
 def bead_profile(radius_px: float, blur_px: float = PROFILE_BLUR_PX) -> tuple[F64, F64, F64]:
@@ -576,6 +608,7 @@ def detect(
     min_significance: float = 3.0,
     shape_filter: bool = True,
     source: str | os.PathLike[str] | None = None,
+    peaks: Detections | None = None,
 ) -> Detections:
     """2D detections in every frame, refined to sub-pixel precision on the unbinned image.
 
@@ -588,7 +621,11 @@ def detect(
     radius and anisotropy.
     """
     b = default_binning(radius_px) if binning is None else int(binning)
-    det = detect_peaks(stack, radius_px, threshold, b, xp=xp, threads=threads, source=source)
+    det = (
+        peaks
+        if peaks is not None  # from detect_peaks_scales, at binning b
+        else detect_peaks(stack, radius_px, threshold, b, xp=xp, threads=threads, source=source)
+    )
     if len(det) == 0:
         return det
     fit = fit_beads(stack, det.frame, det.x, det.y, radius_px, threads=threads)

@@ -82,8 +82,12 @@ def find_small_beads(
     params: AssociationParams | None = None,
     xp: ModuleType = np,
     threads: int = 1,
+    peaks: Detections | None = None,
 ) -> Beads:
-    """Beads of about half the declared radius that the main pass (``main``) did not find."""
+    """Beads of about half the declared radius that the main pass (``main``) did not find.
+
+    ``peaks``: this pass's coarse peaks when the caller found them with the main pass's
+    (:func:`~tiltflow.fiducials.detect.detect_peaks_scales`, at :func:`small_binning`)."""
     params = AssociationParams() if params is None else params
     r2 = SMALL_SCALE * radius_px
     if r2 < MIN_SMALL_RADIUS_PX or main.n_beads < 4 or main.contrast.size != main.n_beads:
@@ -100,7 +104,7 @@ def find_small_beads(
     # main one does instead of 4x (61 x 1024² at 8 Å/px, 50 Å beads: 3.7 s unbinned)
     det = detect(
         stack, r2, threshold, binning=small_binning(r2), xp=xp, threads=threads,
-        shape_filter=False,
+        shape_filter=False, peaks=peaks,
     )
     if len(det) == 0:
         return _empty(main)

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from tiltflow.backend import DEVICES, get_array_module
 from tiltflow.errors import ConfigError, InputError
 from tiltflow.fiducials.associate import AssociationParams, associate
-from tiltflow.fiducials.detect import default_binning, detect
+from tiltflow.fiducials.detect import default_binning, detect, detect_peaks_scales
 from tiltflow.fiducials.io import (
     Tracks,
     bead_table,
@@ -24,7 +24,12 @@ from tiltflow.fiducials.io import (
     write_fiducials,
     write_tracks,
 )
-from tiltflow.fiducials.small import find_small_beads
+from tiltflow.fiducials.small import (
+    MIN_SMALL_RADIUS_PX,
+    SMALL_SCALE,
+    find_small_beads,
+    small_binning,
+)
 from tiltflow.fiducials.small import merge as merge_small
 from tiltflow.fiducials.triangulate import cameras, robust_triangulate
 from tiltflow.geometry import project
@@ -164,15 +169,23 @@ def find_fiducials(
             f"bead radius {params.radius_A} Å is {radius_px:.2f} px at {tomo.pixel_size} Å/px: too small to detect"
         )
     binning = params.binning or default_binning(radius_px)
+    r_small = SMALL_SCALE * radius_px
+    peaks = small_peaks = None
+    if r_small >= MIN_SMALL_RADIUS_PX and small_binning(r_small) == binning:
+        # both passes' peaks from one read and one forward FFT of every frame
+        peaks, small_peaks = detect_peaks_scales(
+            stack, (radius_px, r_small), params.threshold, binning, xp=xp,
+            threads=params.threads, source=tomo.tilt_series,
+        )
     det = detect(
         stack, radius_px, params.threshold, binning, xp=xp, threads=params.threads,
-        source=tomo.tilt_series,
+        source=tomo.tilt_series, peaks=peaks,
     )
     beads = associate(det, stack, tomo.proj, tomo.size, radius_px, params.association())
     # beads of half the declared size that the declared-size filter misses (next to others)
     small = find_small_beads(
         stack, tomo.proj, tomo.size, radius_px, beads, params.threshold,
-        params.association(), xp=xp, threads=params.threads,
+        params.association(), xp=xp, threads=params.threads, peaks=small_peaks,
     )
     beads = merge_small(beads, small)
     tracks = _tracks(tomo.proj, beads.xyz, beads.obs, beads.score_obs)
