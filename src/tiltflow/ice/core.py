@@ -162,6 +162,7 @@ def estimate_ice(
         params.bead_mask_factor,
         params.dark_mask_sigma,
         beads,
+        dense_mask_sigma=params.dense_mask_sigma,
     )
     try:
         check_counts(meas, name)
