@@ -12,8 +12,8 @@ clearly different transmission (:func:`non_ice_mask`, an Otsu split that counts 
 distribution is bimodal) — are masked in each tilt, for the flat field (median over the tilts of
 the ice pixels only, so a film edge moving with the tilt is not taken up) and for the mean;
 (5) compact dense objects (:func:`dense_object_mask`: regions whose local mean, at the bead
-scale up to 8× larger, lies more than ``dense_mask_sigma`` noise σ below the ice level) are
-masked, so specimen structure that absorbs more than the ice it displaces (ribosomes, dense
+scale up to 8× larger, lies more than ``dense_mask_sigma`` noise σ from the ice level; the cut is
+symmetric, so noise leaves the mean unbiased) are masked, so specimen structure that absorbs more than the ice it displaces (ribosomes, dense
 granules, contamination) does not read as extra ice thickness; (6) the mean of the remaining
 pixels after dropping those further than ``clip_sigma`` robust σ from the median. The clipping is symmetric and wide, so Poisson skew leaves the mean unbiased
 (the median of Poisson counts is not: it is an integer and sits ≈ +1/3 count above the mean).

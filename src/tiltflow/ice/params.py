@@ -32,9 +32,10 @@ class IceParams:
         bead_mask_factor: beads are masked with discs of ``bead_mask_factor × bead radius``.
         dark_mask_sigma: without known bead positions (and in addition to them), smoothed
             pixels darker than median − ``dark_mask_sigma``·MAD-σ are masked (then dilated).
-        dense_mask_sigma: compact regions whose local mean (at 1-8× the bead radius) is more
-            than this many noise σ (estimated from the bright side) darker than the ice level are
-            masked: specimen structure denser than the ice it displaces (0 = off).
+        dense_mask_sigma: compact regions whose local mean (at 1-8× the bead radius) lies more
+            than this many noise σ (estimated from the bright side) from the ice level are
+            masked, dark and bright alike so that noise leaves the mean unbiased: specimen
+            structure denser than the ice it displaces (0 = off).
         outlier_sigma: tilts whose log-intensity residual exceeds this many robust σ of all
             residuals (and 2 % in intensity) are left out of the fit (0 = keep all).
         mean_free_path_nm: inelastic mean free path for the absolute thickness; ``None`` =
