@@ -14,7 +14,6 @@ rotation 0.5°, shifts 10 px, magnification 1 %) goes through import -> find-fid
 
     python benchmarks/bench_realism.py                 # every preset, seeds 1
     python benchmarks/bench_realism.py --presets carbon,all --seeds 1,2 --size 512
-    python benchmarks/bench_realism.py --presets clutter --size 1024 --tilt-step 2   # 61 tilts
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import numpy as np
 PRESETS = ("clean", "phase", "hot", "drift_grid", "clutter", "carbon", "beads_hard", "all")
 
 
-def run_case(preset: str, seed: int, size: int, work: Path, tilt_step: float = 3.0) -> dict:
+def run_case(preset: str, seed: int, size: int, work: Path) -> dict:
     from tiltflow.align import AlignParams, run_align
     from tiltflow.fiducials import FiducialParams, run_find_fiducials
     from tiltflow.fiducials.io import read_fiducials
@@ -47,7 +46,6 @@ def run_case(preset: str, seed: int, size: int, work: Path, tilt_step: float = 3
     p = SimulationParams.from_preset(
         preset, raw_size=(size, size), pixel_size=10.0, perturb_tilt_deg=1.0,
         perturb_rotation_deg=0.5, perturb_shift_px=10.0, perturb_mag=0.01, seed=seed,
-        tilt_step=tilt_step,
     )
     t0 = time.perf_counter()
     simulate_dataset(p, Path("sim"), ["TS_01"])
@@ -96,8 +94,6 @@ def main() -> None:
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--tilt-step", type=float, default=3.0,
-                    help="tilt step (deg) over ±60°: 3 = 41 tilts, 2 = 61")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
@@ -108,7 +104,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 here = os.getcwd()
                 try:
-                    r = run_case(preset, seed, args.size, Path(tmp), args.tilt_step)
+                    r = run_case(preset, seed, args.size, Path(tmp))
                 except Exception as exc:  # report and go on
                     print(f"| {preset} | {seed} | failed: {type(exc).__name__}: {exc} |")
                     continue
