@@ -163,6 +163,7 @@ def estimate_ice(
         params.dark_mask_sigma,
         beads,
         source=name,
+        dense_mask_sigma=params.dense_mask_sigma,
     )
     try:
         check_counts(meas, name)

@@ -11,8 +11,11 @@ are known, plus smoothed dark outliers (below median − k·σ, dilated by a bea
 clearly different transmission (:func:`non_ice_mask`, an Otsu split that counts only when the
 distribution is bimodal) — are masked in each tilt, for the flat field (median over the tilts of
 the ice pixels only, so a film edge moving with the tilt is not taken up) and for the mean;
-(5) the mean of the remaining pixels after dropping those further than ``clip_sigma`` robust σ
-from the median. The clipping is symmetric and wide, so Poisson skew leaves the mean unbiased
+(5) compact dense objects (:func:`dense_object_mask`: regions whose local mean, at the bead
+scale up to 8× larger, lies more than ``dense_mask_sigma`` noise σ from the ice level; the cut is
+symmetric, so noise leaves the mean unbiased) are masked, so specimen structure that absorbs more than the ice it displaces (ribosomes, dense
+granules, contamination) does not read as extra ice thickness; (6) the mean of the remaining
+pixels after dropping those further than ``clip_sigma`` robust σ from the median. The clipping is symmetric and wide, so Poisson skew leaves the mean unbiased
 (the median of Poisson counts is not: it is an integer and sits ≈ +1/3 count above the mean).
 """
 
@@ -90,6 +93,9 @@ TWO_REGION_ETA = 0.7
 REGION_SMOOTH_DIVISOR = 24.0
 #: least relative transmission step between the regions (carbon, grid bar vs ice)
 TWO_REGION_STEP = 0.03
+#: least fraction of the pixels in each of the two regions (a few bright outliers -- hot pixels,
+#: X-ray spikes, smoothed -- are not "the ice" next to a dark rest)
+TWO_REGION_MIN_FRACTION = 0.05
 
 
 def otsu(values: F64, bins: int = 256) -> tuple[float, float]:
@@ -118,8 +124,9 @@ def non_ice_mask(sm: F64, usable: NDArray[np.bool_] | None = None) -> NDArray[np
 
     Ice is the brighter region (carbon and metal absorb). One Otsu split of the ``usable``
     pixels; it counts as two regions when their separation η exceeds :data:`TWO_REGION_ETA` and
-    their mean levels differ by :data:`TWO_REGION_STEP` or more; cellular texture and noise are
-    unimodal and are left alone. Applied twice, so carbon and a grid bar are both found.
+    their mean levels differ by :data:`TWO_REGION_STEP` or more and each holds at least
+    :data:`TWO_REGION_MIN_FRACTION` of the pixels; cellular texture and noise are unimodal and are
+    left alone. Applied twice, so carbon and a grid bar are both found.
     """
     usable = np.ones(sm.shape, bool) if usable is None else usable.copy()
     out = np.zeros(sm.shape, bool)
@@ -127,11 +134,14 @@ def non_ice_mask(sm: F64, usable: NDArray[np.bool_] | None = None) -> NDArray[np
         vals = sm[usable]
         if vals.size < 64:
             break
-        thr, eta = otsu(vals)
+        # Otsu on the values clipped to their 0.5-99.5 % range: isolated extremes (hot pixels)
+        # must not make a unimodal field look like two regions
+        a, b = np.percentile(vals, [0.5, 99.5])
+        thr, eta = otsu(np.clip(vals, a, b))
         if not np.isfinite(thr) or eta < TWO_REGION_ETA:
             break
         lo, hi = vals[vals <= thr], vals[vals > thr]
-        if lo.size == 0 or hi.size == 0:
+        if min(lo.size, hi.size) < TWO_REGION_MIN_FRACTION * vals.size:
             break
         if (hi.mean() - lo.mean()) < TWO_REGION_STEP * abs(hi.mean()):
             break
@@ -233,6 +243,84 @@ def _flat_at(ff: F64, b: int, y0: float, x0: float, hh: int, ww: int, step: int 
     return ndimage.map_coordinates(ff, [gy, gx], order=1, mode="nearest")
 
 
+#: local-mean scales of :func:`dense_object_mask`, × the bead radius (Gaussian σ = half of it)
+DENSE_SCALES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+#: ... used while the Gaussian σ is at most the window side / this
+DENSE_MAX_SCALE_DIVISOR = 16.0
+
+
+def _masked_smooth(img: F64, keep: NDArray[np.bool_], sigma: float) -> F64:
+    """Gaussian local mean of ``img`` over the ``keep`` pixels only (NaN where they weigh < 0.2)."""
+    wgt = ndimage.gaussian_filter(keep.astype(np.float64), sigma, mode="nearest")
+    val = ndimage.gaussian_filter(np.where(keep, img, 0.0), sigma, mode="nearest")
+    out = np.full(img.shape, np.nan)
+    ok = wgt > 0.2
+    out[ok] = val[ok] / wgt[ok]
+    return out
+
+
+def dense_object_mask(
+    img: F64, keep: NDArray[np.bool_], radius: float, k_sigma: float
+) -> NDArray[np.bool_]:
+    """Pixels of compact objects darker than the ice (binned window ``img``, usable ``keep``).
+
+    At each scale of :data:`DENSE_SCALES` (× ``radius``, the bead radius in ``img`` px), from the
+    smallest: the local mean over the kept pixels, the ice level ``c`` = its median and the noise
+    σ from the *bright* side only (1.4826 × the median excess above ``c``: dense objects only
+    darken, so their tail cannot inflate it); pixels further than ``k_sigma·σ`` from ``c`` are
+    masked, dilated by the scale, and leave the kept set before the next scale (scales above
+    1/:data:`DENSE_MAX_SCALE_DIVISOR` of the window side are skipped). The cut is symmetric, so
+    noise (and symmetric structure: a thickness ramp, phase-contrast texture, which 3σ hardly
+    reaches) loses as much above the ice level as below it and the mean stays unbiased, while the
+    one-sided dark tail of objects that absorb more than the ice they displace is removed.
+    """
+    out = np.zeros(img.shape, bool)
+    if k_sigma <= 0:
+        return out
+    h, w = img.shape
+    kk = keep.copy()
+    for f in DENSE_SCALES:
+        s = max(1.0, 0.5 * f * radius)
+        if s > min(h, w) / DENSE_MAX_SCALE_DIVISOR:
+            break  # too few independent local means: one noise dip would take a large area
+        # large scales on a block-averaged copy (blocks of ≤ s/2 px): same local means, cheaper
+        q = max(1, min(int(s // 2), h // 16, w // 16))
+        hq, wq = h // q, w // q
+        if q > 1:
+            kq = kk[: hq * q, : wq * q].reshape(hq, q, wq, q).sum(axis=(1, 3))
+            iq = np.where(kk, img, 0.0)[: hq * q, : wq * q].reshape(hq, q, wq, q).sum(axis=(1, 3))
+            use = kq > 0
+            img_q = np.where(use, iq / np.maximum(kq, 1), 0.0)
+        else:
+            use, img_q = kk, img
+        sm = _masked_smooth(img_q, use, s / q)
+        ok = use & np.isfinite(sm)
+        vals = sm[ok]
+        if vals.size < 64:
+            break
+        c = float(np.median(vals))
+        up = vals[vals > c] - c
+        sig = 1.4826 * float(np.median(up)) if up.size else 0.0
+        if sig <= 0:
+            continue
+        # the bright side at the same distance too: noise loses as much above as below the
+        # ice level, so the mean stays unbiased at low counts
+        dark = ok & (np.abs(sm - c) > k_sigma * sig)
+        if not dark.any():
+            continue
+        size = 2 * int(np.ceil(s / q)) + 1
+        grown_q = ndimage.maximum_filter(dark.view(np.uint8), size=size) > 0
+        if q > 1:
+            grown = np.zeros(img.shape, bool)
+            up_q = np.repeat(np.repeat(grown_q, q, axis=0), q, axis=1)
+            grown[: hq * q, : wq * q] = up_q
+        else:
+            grown = grown_q
+        out |= grown & keep
+        kk &= ~grown
+    return out
+
+
 def _disc(radius: float) -> NDArray[np.bool_]:
     r = int(np.ceil(radius))
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
@@ -267,6 +355,7 @@ def measure_intensities(
     use_flat_field: bool = True,
     binning: int | None = None,
     source: str | os.PathLike[str] | None = None,
+    dense_mask_sigma: float = 3.0,
 ) -> TiltIntensities:
     """Measure every tilt of ``stack`` (n, h, w); see the module docstring for the method.
 
@@ -373,6 +462,8 @@ def measure_intensities(
                     size = dilate.shape[0]
                     grown = ndimage.maximum_filter(dark.view(np.uint8), size=size) > 0
                     keep &= ~grown
+        # compact objects denser than ice at larger scales (0 = off)
+        keep &= ~dense_object_mask(img, keep, bead_radius_px / bm, dense_mask_sigma)
         nkeep = int(keep.sum())
         npx[f] = nkeep * bm * bm
         masked[f] = 1.0 - nkeep / keep.size

@@ -32,6 +32,10 @@ class IceParams:
         bead_mask_factor: beads are masked with discs of ``bead_mask_factor × bead radius``.
         dark_mask_sigma: without known bead positions (and in addition to them), smoothed
             pixels darker than median − ``dark_mask_sigma``·MAD-σ are masked (then dilated).
+        dense_mask_sigma: compact regions whose local mean (at 1-8× the bead radius) lies more
+            than this many noise σ (estimated from the bright side) from the ice level are
+            masked, dark and bright alike so that noise leaves the mean unbiased: specimen
+            structure denser than the ice it displaces (0 = off).
         outlier_sigma: tilts whose log-intensity residual exceeds this many robust σ of all
             residuals (and 2 % in intensity) are left out of the fit (0 = keep all).
         mean_free_path_nm: inelastic mean free path for the absolute thickness; ``None`` =
@@ -49,6 +53,7 @@ class IceParams:
     bead_radius_A: float = 50.0
     bead_mask_factor: float = 2.0
     dark_mask_sigma: float = 5.0
+    dense_mask_sigma: float = 3.0
     outlier_sigma: float = 5.0
     mean_free_path_nm: float | None = None
     fallback: str = "none"
@@ -64,6 +69,10 @@ class IceParams:
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"ice.{key} must be a positive number, got {v}")
+        if not (math.isfinite(self.dense_mask_sigma) and self.dense_mask_sigma >= 0):
+            raise ConfigError(
+                f"ice.dense_mask_sigma must be >= 0 (0 = off), got {self.dense_mask_sigma}"
+            )
         if not (math.isfinite(self.outlier_sigma) and self.outlier_sigma >= 0):
             raise ConfigError(f"ice.outlier_sigma must be >= 0 (0 = off), got {self.outlier_sigma}")
         if self.mean_free_path_nm is not None and not (

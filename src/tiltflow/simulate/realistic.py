@@ -117,6 +117,15 @@ def _optics(params: SimulationParams) -> wave.Optics:
     w_amp = amplitude_ratio(AMPLITUDE_CONTRAST)
     mu_px = params.bead_contrast * px
     carbon_lambda_px = params.carbon_mfp_nm * 10.0 / px
+    # Clutter lies inside the ice and displaces it: the ice attenuation of every view (in
+    # ``level``) is that of the full slab, so a clutter object adds only its inelastic
+    # attenuation in excess of the ice it replaces, (ratio - 1) / Λ_ice per unit path (ratios:
+    # SimulationParams.protein_absorption / lipid_absorption). Its phase is already relative to
+    # ice (clutter_potential_V). The former amplitude, w · σV (the CTF amplitude-contrast ratio
+    # applied to the potential), made a ribosome absorb like 2.15 times its volume of ice (1.15
+    # on top of the full ice path), biasing the ice fit's thickness by +4-6 %.
+    ice_lambda_px = params.mean_free_path_nm * 10.0 / px
+    clutter_phase = sigma * params.clutter_potential_V * px
     radii = [params.bead_radius_A]
     if params.n_small_beads or params.n_bead_clusters:
         radii.append(params.small_bead_radius_A)
@@ -128,7 +137,10 @@ def _optics(params: SimulationParams) -> wave.Optics:
         phase=bool(params.phase_contrast),
         n_bands=int(params.phase_bands),
         kappa_bead=complex(-0.5 * mu_px, sigma * params.bead_potential_V * px),
-        kappa_clutter=complex(-w_amp, 1.0) * sigma * params.clutter_potential_V * px,
+        kappa_protein=complex(
+            -0.5 * (params.protein_absorption - 1.0) / ice_lambda_px, clutter_phase
+        ),
+        kappa_lipid=complex(-0.5 * (params.lipid_absorption - 1.0) / ice_lambda_px, clutter_phase),
         kappa_carbon=complex(-0.5 / carbon_lambda_px, sigma * params.carbon_potential_V * px),
         weak=complex(-w_amp, 1.0),
         max_bead_radius_px=max(radii) / px,

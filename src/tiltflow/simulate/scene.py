@@ -6,7 +6,9 @@ so it moves with tilt like the 3D object it is:
 * a weak-phase random specimen: points filling the ice slab (random phases);
 * a 1/f texture: Gaussian blobs of 5-40 nm in octaves of equal variance;
 * clutter: ribosome-like blobs (two touching spheres), vesicles (spherical shells), membranes
-  (thin boxes spanning 40-95 % of the ice, leaning up to 40° from edge-on);
+  (thin boxes spanning 40-95 % of the ice, leaning up to 40° from edge-on); they displace the
+  ice (rendered as their excess over it, see :mod:`.wave`), so the ice slab keeps its
+  thickness, which is the truth's;
 * a carbon film (a slab on one ice surface ∩ a half-space: the straight film edge) and a grid
   bar (an opaque box far below the ice) as convex bodies ``lo <= n·x <= hi``.
 

@@ -2,7 +2,10 @@
 
 Every object adds a *complex log-transmission* ``κ · path`` to the pixels it covers
 (``κ = i σ V - 1/(2Λ)`` per world px of path: phase of a potential V, Beer–Lambert amplitude
-with an attenuation length Λ; weak objects ``κ = (i - w) σ V`` with ``w = Q/√(1-Q²)``):
+with an attenuation length Λ; the zero-mean weak specimen and texture ``κ = (i - w) σ V`` with
+``w = Q/√(1-Q²)``; clutter, which displaces ice, ``κ = i σ ΔV - (ratio - 1)/(2Λ_ice)`` with ΔV
+and the attenuation ratio relative to ice, since the ice attenuation of the full slab is applied
+to every view outside this renderer):
 
 * phase contrast off: the intensity factor is ``exp(2 Re Σ κ·path)`` (Beer–Lambert only);
 * phase contrast on: the contributions are sorted into depth bands (depth = row 2 of the TRUE
@@ -50,7 +53,9 @@ class Optics:
     phase: bool
     n_bands: int  # 0 = automatic
     kappa_bead: complex
-    kappa_clutter: complex
+    #: clutter displaces ice: Re κ = -(ratio - 1) / (2 Λ_ice), Im κ = σ (V - V_ice)
+    kappa_protein: complex  # ribosome spheres
+    kappa_lipid: complex  # vesicle rims and membranes
     kappa_carbon: complex
     weak: complex  # (i - w): weak specimen / texture per rad of phase
     max_bead_radius_px: float
@@ -299,18 +304,20 @@ def render_view(
                 flat[keep], np.broadcast_to(dep[sel][:, None, None], keep.shape)[keep], val[keep]
             )
 
-    # clutter spheres (ribosomes, vesicles): linear in the path
+    # clutter spheres (ribosomes: protein, vesicles: lipid rims): linear in the path
     if scene.sphere_xyz.shape[0]:
         uv, dep = project_depth(p, scene.sphere_xyz)
+        kappa = np.where(scene.sphere_kind == 1, optics.kappa_lipid, optics.kappa_protein)
         for sel, flat, chord, ok in sphere_windows(
             uv, scene.sphere_r_out, scene.sphere_r_in, canvas, CLUTTER_SUPERSAMPLE
         ):
             mean_chord = chord.mean(axis=-1)
             keep = ok & (mean_chord > 0)
+            k_obj = np.broadcast_to(kappa[sel][:, None, None], keep.shape)
             acc.add(
                 flat[keep],
                 np.broadcast_to(dep[sel][:, None, None], keep.shape)[keep],
-                optics.kappa_clutter * mean_chord[keep],
+                k_obj[keep] * mean_chord[keep],
             )
 
     # membranes: convex boxes over the window of their projected corners
@@ -321,7 +328,7 @@ def render_view(
         x1 = min(int(np.ceil(uv[:, 0].max())) + canvas.pad + 2, canvas.W)
         y0 = max(int(np.floor(uv[:, 1].min())) + canvas.pad - 1, 0)
         y1 = min(int(np.ceil(uv[:, 1].max())) + canvas.pad + 2, canvas.H)
-        add_body(acc, p, body, optics.kappa_clutter, canvas, (y0, y1, x0, x1))
+        add_body(acc, p, body, optics.kappa_lipid, canvas, (y0, y1, x0, x1))
 
     # carbon film: the whole canvas
     if scene.carbon is not None:
