@@ -62,17 +62,6 @@ def sim_binned() -> SimulatedSeries:
     return simulate_hand_series(HandSimulation(pixel_size=8.0, hand=1.0, seed=3))
 
 
-class RecordingStack:
-    """Wraps a stack and records which frames were read."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.shape = data.shape
-        self.reads: list[int] = []
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        self.reads.append(int(i))
-        return self.data[i]
 
 
 # ------------------------------------------------------------------ the measurement
@@ -94,15 +83,17 @@ def test_hand_is_found(which: str, request: pytest.FixtureRequest) -> None:
     assert res.plane.source == "beam"
 
 
-def test_only_the_high_tilts_are_read_once(sim_plus: SimulatedSeries) -> None:
-    stack = RecordingStack(sim_plus.stack)
+def test_only_the_high_tilts_are_read_once(
+    sim_plus: SimulatedSeries, recording_stack: type
+) -> None:
+    stack = recording_stack(sim_plus.stack)
     res = find_hand(sim_plus.tomo, stack, HandParams())  # type: ignore[arg-type]
     assert sorted(stack.reads) == sorted(np.flatnonzero(res.selected).tolist())
     assert 0 not in stack.reads
 
 
-def test_binned_8A_is_undetermined(sim_binned: SimulatedSeries) -> None:
-    stack = RecordingStack(sim_binned.stack)
+def test_binned_8A_is_undetermined(sim_binned: SimulatedSeries, recording_stack: type) -> None:
+    stack = recording_stack(sim_binned.stack)
     res = find_hand(sim_binned.tomo, stack, HandParams())  # type: ignore[arg-type]
     assert res.status == STATUS_UNDETERMINED
     assert res.hand_measured == 0.0 and res.hand_out == sim_binned.tomo.hand

@@ -96,15 +96,6 @@ def minus(tmp_path_factory: pytest.TempPathFactory) -> Series:
     return Series(tmp_path_factory.mktemp("hand_minus"), p)
 
 
-class RecordingStack:
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.shape = data.shape
-        self.reads: list[int] = []
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        self.reads.append(int(i))
-        return self.data[i]
 
 
 @pytest.mark.parametrize("which", ["plus", "minus"])
@@ -148,7 +139,9 @@ def test_main_simulator_through_the_verb(plus: Series, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("pixel_size", [8.0, 10.0])
-def test_main_simulator_binned_is_undetermined(tmp_path: Path, pixel_size: float) -> None:
+def test_main_simulator_binned_is_undetermined(
+    tmp_path: Path, pixel_size: float, recording_stack: type
+) -> None:
     # binned data of the same kind (strong specimen, hand +1): too few Thon rings below Nyquist
     p = SimulationParams(
         **{**REALISTIC, "raw_size": (512, 512), "pixel_size": pixel_size, "thickness_px": 200},
@@ -157,7 +150,7 @@ def test_main_simulator_binned_is_undetermined(tmp_path: Path, pixel_size: float
     )
     series = Series(tmp_path, p)
     for key, tomo in series.tomos.items():
-        stack = RecordingStack(series.stack)
+        stack = recording_stack(series.stack)
         res = find_hand(tomo, stack, HandParams())  # type: ignore[arg-type]
         assert res.status == STATUS_UNDETERMINED, key
         assert res.hand_measured == 0.0 and res.hand_out == tomo.hand == -1.0
