@@ -445,7 +445,7 @@ def fit_beads(
 
 def _windows(
     stack: NDArray[np.floating],
-    frames: NDArray[np.int64],
+    frames: NDArray[np.integer],
     ix0: F64,
     iy0: F64,
     hw: int,
