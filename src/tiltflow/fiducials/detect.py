@@ -297,24 +297,20 @@ def detect_peaks_scales(
 
 
 def bead_profile(radius_px: float, blur_px: float = PROFILE_BLUR_PX) -> tuple[F64, F64, F64]:
-    """Radial profile of a projected sphere (1 at the centre) blurred by a Gaussian.
+    """Radial profile of a projected sphere (1 at the centre before the blur) blurred by a
+    Gaussian.
 
-    Returns ``(r, S(r), dS/dr)`` sampled every 1/16 px out to ``radius + 5 blur + 2``.
+    Returns ``(r, S(r), dS/dr)`` sampled every 1/16 px out to ``radius + 5 blur + 2``. The blur
+    is the radial (Hankel) form of the 2D convolution
+    (:func:`tiltflow.fiducials.shape.blurred_sphere`): ~10x closer to an exact quadrature than
+    blurring a 1/16 px grid, and 10-30x faster (0.02 s instead of 0.2-0.6 s for a 37 px bead).
     """
+    from tiltflow.fiducials.shape import blurred_sphere
+
     step = 1.0 / 16.0
     rmax = radius_px + 5 * blur_px + 2.0
     r = np.arange(0.0, rmax + step, step)
-    # 2D Gaussian blur of a radial function: Hankel-style numerical convolution on a grid
-    g = np.arange(-rmax - 4 * blur_px, rmax + 4 * blur_px + step, step)
-    xx, yy = np.meshgrid(g, g, indexing="xy")
-    rr2 = xx**2 + yy**2
-    sphere = np.sqrt(np.maximum(radius_px**2 - rr2, 0.0)) / radius_px
-    from scipy.ndimage import gaussian_filter  # host-side, tiny and one-off
-
-    blurred = gaussian_filter(sphere, blur_px / step, mode="constant")
-    c = g.size // 2
-    row = blurred[c, c:]
-    prof = np.interp(r, g[c:] - g[c], row)
+    prof = blurred_sphere(float(radius_px), float(blur_px), r)
     return r, prof, np.gradient(prof, step)
 
 
@@ -473,6 +469,7 @@ def _windows(
     y_start = np.nan_to_num(iy0, nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64) - hw
     x_start = np.nan_to_num(ix0, nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64) - hw
     jj = np.arange(side)
+    edge = np.zeros(0, dtype=np.int64)
     if side <= h and side <= w:
         # patches clipped into the image; a window reaching past an edge is re-indexed below
         ys = np.clip(y_start, 0, h - side)
@@ -496,10 +493,14 @@ def _windows(
         means = patch.reshape(k, nb, block, nb, block).mean(axis=(2, 4), dtype=np.float64)
         in_y = in_y.reshape(k, nb, block).all(axis=2)
         in_x = in_x.reshape(k, nb, block).all(axis=2)
+        vals = means.reshape(k, -1)[:, disc.ravel()]
     else:
-        means = patch.astype(np.float64)
-    inside = in_y[:, :, None] & in_x[:, None, :]
-    return ox, oy, means[:, disc], inside[:, disc]
+        vals = patch.reshape(k, -1)[:, disc.ravel()].astype(np.float64)
+    if edge.size or side > h or side > w:
+        inside = (in_y[:, :, None] & in_x[:, None, :]).reshape(k, -1)[:, disc.ravel()]
+    else:  # every window inside the image
+        inside = np.ones((k, ox.size), dtype=bool)
+    return ox, oy, vals, inside
 
 
 def _fit_batch(
