@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import linear_sum_assignment
 
+from tiltflow.assignment import min_cost_assignment
 from tiltflow.errors import InputError
 
 log = logging.getLogger("tiltflow")
@@ -109,7 +109,7 @@ def match_angles(
         )
     cost = np.abs(t[:, None] - off - r[None, :])
     tie = 1e-9 * np.arange(r.size)[None, :]  # ties go to the earlier row, as in RELION
-    rows, cols = linear_sum_assignment(cost + tie)
+    rows, cols = min_cost_assignment(cost + tie)
     entry = np.empty(t.size, dtype=np.int64)
     entry[rows] = cols
     resid = np.abs(t - off - r[entry])
