@@ -75,3 +75,19 @@ def test_a_side_file_that_is_not_one_is_an_input_error(tmp_path: Path) -> None:
     assert not (tmp_path / "a.png").exists()
     with pytest.raises(ValueError, match="no step figure"):
         render_step_figure("fiducials", other, tmp_path / "a.png")
+
+
+def test_ice_fallback_figure_from_the_side_file(tmp_path: Path) -> None:
+    import numpy as np
+    from test_ice_images import simulate
+
+    from tiltflow.ice import IceParams, estimate_ice, write_ice_star
+
+    sim = simulate(0.5, seed=7)
+    stack = sim.kept_stack().astype(np.float64)
+    norm = (stack - stack.mean(axis=(1, 2), keepdims=True)) / stack.std(axis=(1, 2), keepdims=True)
+    res = estimate_ice(sim.tomogram(), norm, IceParams(fallback="cos"))
+    assert res.status == "fallback_cos"
+    write_ice_star(tmp_path / "ice_TS_01.star", res)
+    assert render_step_figure("ice", tmp_path / "ice_TS_01.star", tmp_path / "f.png") == "ok"
+    assert png_size(tmp_path / "f.png") == FIGURE_SIZE["ice"]
