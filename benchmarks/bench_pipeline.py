@@ -4,6 +4,9 @@
 One command builds the standard cases and runs the chain on each, every step in its own Python
 process as in the workflow. Per step: wall and CPU time of the step call (imports excluded), the
 process wall (imports included: what the chain costs), and peak resident memory (``ru_maxrss``).
+The align and ice steps run without their figures, as the workflow's step jobs do; the figures
+(the workflow's ``step_figure`` jobs, drawn from the side files) are timed as their own rows
+``fig_align`` and ``fig_ice``, outside the chain.
 The floor, measured in the same run on the same stack, is reading the stack once, a tilt at a
 time, plus one ``scipy.fft.rfft2`` pass over every tilt (all CPU workers).
 
@@ -36,8 +39,10 @@ import tempfile
 import time
 from pathlib import Path
 
-STEPS = ("simulate", "import", "floor", "fiducials", "align", "ice")
-#: the chain whose total is compared with the floor
+STEPS = ("simulate", "import", "floor", "fiducials", "align", "ice", "fig_align", "fig_ice")
+#: the chain whose total is compared with the floor; the step jobs run as in the workflow, without
+#: their figures (figure=False), which the workflow's step_figure jobs draw from the side files
+#: off the chain: timed as their own rows fig_align and fig_ice
 CHAIN = ("import", "fiducials", "align", "ice")
 
 
@@ -105,6 +110,7 @@ def _child(step: str, names: list[str], params: dict) -> dict:
                 "align",
                 AlignParams.from_dict(_known(AlignParams, params.get("align", {}))),
                 names=names,
+                figure=False,  # as the workflow's align job (rule step_figure draws it)
             )
     elif step == "ice":
         from tiltflow.ice import IceParams, run_estimate_ice
@@ -115,7 +121,19 @@ def _child(step: str, names: list[str], params: dict) -> dict:
                 "ice",
                 IceParams.from_dict(_known(IceParams, params.get("ice", {}))),
                 names=names,
+                figure=False,  # as the workflow's ice job (rule step_figure draws it)
             )
+    elif step in ("fig_align", "fig_ice"):
+        from tiltflow.qc.step_figures import render_step_figure
+
+        fig_step = step[len("fig_") :]
+
+        def call() -> None:
+            # the workflow's step_figure job: the figure from the side file alone
+            for n in names:
+                render_step_figure(
+                    fig_step, f"{fig_step}/{fig_step}_{n}.star", f"{fig_step}/{fig_step}_{n}.png"
+                )
     else:
         raise SystemExit(f"unknown step {step}")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -273,8 +291,10 @@ def print_table(rows: list[dict], mpx: dict[str, float]) -> None:
         )
     print(
         "\nwall/CPU: the step call only; proc s: its whole process (interpreter start and imports "
-        "included);\nchain = import + fiducials + align + ice as separate processes (proc s); "
-        "floor = read the stack once\n(memory-mapped, a tilt at a time) + one rfft2 pass; "
+        "included);\nchain = import + fiducials + align + ice as separate processes (proc s), "
+        "the step jobs without\ntheir figures as in the workflow; fig_align, fig_ice = the "
+        "step_figure jobs (off the chain);\n"
+        "floor = read the stack once (memory-mapped, a tilt at a time) + one rfft2 pass; "
         "x floor = wall / floor wall (chain: proc s / floor)."
     )
     labels = list(dict.fromkeys(r["case"] for r in rows))

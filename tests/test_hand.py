@@ -307,8 +307,16 @@ def test_find_hand_verb_writes_the_set_side_file_and_figure(
     out = read_tomogram_set("out/tomograms.star")
     assert out["TS_plus"].hand == 1.0  # measured (the import said -1)
     assert out["TS_binned"].hand == -1.0  # undetermined: the input hand stays
+    from test_step_figures import FIGURE_SIZE, png_size
+
+    from tiltflow.qc.step_figures import render_step_figure
+
     for name in ("TS_plus", "TS_binned"):
         assert Path(f"out/hand_{name}.png").stat().st_size > 20000
+        # drawn from the side file alone: the step's own figure, byte for byte
+        assert render_step_figure("hand", f"out/hand_{name}.star", f"fig/{name}.png") == "ok"
+        assert png_size(f"fig/{name}.png") == FIGURE_SIZE["hand"]
+        assert Path(f"fig/{name}.png").read_bytes() == Path(f"out/hand_{name}.png").read_bytes()
     blocks = read_star("out/hand_TS_plus.star")
     assert set(blocks) == {"fit", "tilts", "strips"}
     fit = blocks["fit"].iloc[0]
@@ -326,6 +334,14 @@ def test_find_hand_verb_writes_the_set_side_file_and_figure(
     # the same again is byte-identical (deterministic outputs)
     assert main(["find-hand", "--t", "in/tomograms.star", "--o", "out2", "--tomo", "TS_plus"]) == 0
     assert Path("out2/hand_TS_plus.star").read_bytes() == Path("out/hand_TS_plus.star").read_bytes()
+    # figure off (the workflow's step job): the same side file, no PNG
+    from tiltflow.hand import HandParams, run_find_hand
+
+    run_find_hand(
+        "in/tomograms.star", "out3", HandParams(min_tilt_deg=30), names=["TS_plus"], figure=False
+    )
+    assert Path("out3/hand_TS_plus.star").read_bytes() == Path("out/hand_TS_plus.star").read_bytes()
+    assert not Path("out3/hand_TS_plus.png").exists()
     assert read_tomogram_set("out2/tomograms.star").names == ["TS_plus"]
 
 

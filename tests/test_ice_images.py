@@ -171,6 +171,22 @@ def test_run_estimate_ice_files_and_cli(tmp_path, monkeypatch, capsys):
     assert len(tilts) == tomo.n_tilts
     assert np.allclose(tilts["tfScaleFactor"].to_numpy(float), tb.ctf_scale, rtol=1e-9)
     assert (tmp_path / "ice" / "ice_TS_01.png").stat().st_size > 1000
+    # figure off (the workflow's step job): the same side file, no PNG; the figure drawn from
+    # the side file alone is the step's own, byte for byte
+    from test_step_figures import FIGURE_SIZE, png_size
+
+    from tiltflow.qc.step_figures import render_step_figure
+
+    run_estimate_ice("in/tomograms.star", "nofig", IceParams(), figure=False)
+    assert not (tmp_path / "nofig" / "ice_TS_01.png").exists()
+    assert (tmp_path / "nofig/ice_TS_01.star").read_bytes() == (
+        tmp_path / "ice/ice_TS_01.star"
+    ).read_bytes()
+    assert render_step_figure("ice", "nofig/ice_TS_01.star", "nofig/ice_TS_01.png") == "ok"
+    assert png_size("nofig/ice_TS_01.png") == FIGURE_SIZE["ice"]
+    assert (tmp_path / "nofig/ice_TS_01.png").read_bytes() == (
+        tmp_path / "ice/ice_TS_01.png"
+    ).read_bytes()
     # same through the CLI, deterministic output
     assert main(["estimate-ice", "--t", "in/tomograms.star", "--o", "cli"]) == 0
     assert (tmp_path / "cli/tomograms.star").read_text() == (

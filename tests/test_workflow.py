@@ -78,6 +78,8 @@ def expected_counts(n: int, source: str = "simulate", hand: bool = True) -> dict
         "all": 1,
     }
     out.update({f"gather_{s}": 1 for s in STEPS})
+    # the align and ice figures (and the hand step's), drawn from the side files
+    out["step_figure"] = n * (3 if hand else 2)
     if hand:
         out.update({"hand": n, "gather_hand": 1})
     return out
@@ -211,11 +213,11 @@ def test_dry_run_slurm_gpu_rules_request_gpu(project: Path) -> None:
 
 def test_dry_run_with_hand_step(project: Path) -> None:
     # hand.enabled (on in the example config) adds the hand step after align, and ice reads its
-    # output; its side files and figure are outputs, the figure is copied into the QC report
+    # output; its side file is an output, its figure rule step_figure's (copied into the QC report)
     r = snakemake(project, "-n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout) == expected_counts(len(NAMES), hand=True)
-    for block in r.stdout.split("\nrule ")[1:]:
+    for block in re.split(r"\n(?:local)?rule ", r.stdout)[1:]:
         rule = block.split(":")[0]
         inputs = re.search(r"input: (.*)", block)
         if rule == "ice":
@@ -228,8 +230,17 @@ def test_dry_run_with_hand_step(project: Path) -> None:
             assert inputs and "results/align/" in inputs.group(1), block
             outputs = re.search(r"output: (.*)", block).group(1)
             name = re.search(r"wildcards: name=(\S+)", block).group(1)
-            for side in (f"hand_{name}.star", f"hand_{name}.png"):
-                assert f"results/hand/{name}/{side}" in outputs, block
+            assert f"results/hand/{name}/hand_{name}.star" in outputs, block
+            # the figure is rule step_figure's (drawn from hand_{name}.star)
+            assert f"results/hand/{name}/hand_{name}.png" not in outputs, block
+        if rule == "step_figure":
+            outputs = re.search(r"output: (.*)", block).group(1)
+            m = re.search(r"wildcards: step=(\w+), name=(\S+)", block)
+            assert m and m.group(1) in ("align", "hand", "ice"), block
+            step, name = m.groups()
+            assert outputs == f"results/{step}/{name}/{step}_{name}.png", block
+            inputs = re.search(r"input: (.*)", block).group(1)
+            assert inputs == f"results/{step}/{name}/{step}_{name}.star", block
         if rule == "qc":
             name = re.search(r"wildcards: name=(\S+)", block).group(1)
             assert f"results/qc/{name}/step_hand.png" in block, block
@@ -392,9 +403,15 @@ def test_failure_passes_through_the_hand_step(project: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     prov = json.loads((project / "results" / "hand" / "TS_01" / "provenance.json").read_text())
     assert prov["status"] == "failed" and prov["reason"].startswith("import failed:")
-    # the side files are placeholders saying why, and the QC report shows the hand figure's
-    for side in ("hand_TS_01.star", "hand_TS_01.png"):
-        assert (project / "results" / "hand" / "TS_01" / side).is_file()
+    # the side file is a placeholder saying why; the figure job draws the "no hand result"
+    # figure from it, and the QC report shows that
+    hand_dir = project / "results" / "hand" / "TS_01"
+    assert "# failed TS_01 at hand: import failed:" in (hand_dir / "hand_TS_01.star").read_text()
+    assert (hand_dir / "hand_TS_01.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert prov["outputs"] == [str(hand_dir.relative_to(project) / "tomograms.star"),
+                               str(hand_dir.relative_to(project) / "hand_TS_01.star")]
+    log = (project / "logs" / "step_figure" / "hand" / "TS_01.log").read_text()
+    assert "hand figure of TS_01: failed" in log
     assert (project / "results" / "qc" / "TS_01" / "step_hand.png").stat().st_size > 500
     final = (project / "results" / "ice" / "tomograms.star").read_text()
     assert "# missing TS_01: import failed: InputError: imod/x.xf: file not found" in final

@@ -20,7 +20,7 @@ from test_workflow import copy_workflow, snakemake, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("TS_01", "TS_02")
-PER_TOMOGRAM = ("imod_import", "fiducials", "align", "hand", "ice", "qc")
+PER_TOMOGRAM = ("imod_import", "fiducials", "align", "hand", "ice", "step_figure", "qc")
 GATHERS = ("gather_import", "gather_fiducials", "gather_align", "gather_hand", "gather_ice")
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def planned_jobs(output: str) -> set[tuple[str, str | None]]:
         m = re.match(r"(?:local)?rule (\w+):", block)
         if not m:
             continue
-        w = re.search(r"^\s+wildcards: name=(\S+)", block, re.M)
+        w = re.search(r"^\s+wildcards: (?:.*, )?name=([^,\s]+)", block, re.M)
         jobs.add((m.group(1), w.group(1) if w else None))
     return jobs
 
@@ -121,10 +121,12 @@ def test_every_result_file_is_an_output_of_its_job(run: Path) -> None:
     for name in NAMES:
         assert rule_of[f"results/fiducials/{name}/tracks_{name}.star"] == "fiducials"
         assert rule_of[f"results/fiducials/{name}/fiducials_{name}.star"] == "fiducials"
-        assert rule_of[f"results/align/{name}/align_{name}.png"] == "align"
+        # the steps' figures are rule step_figure's, drawn from the side files
+        assert rule_of[f"results/align/{name}/align_{name}.png"] == "step_figure"
         assert rule_of[f"results/align/{name}/tracks_{name}.star"] == "align"
         assert rule_of[f"results/hand/{name}/hand_{name}.star"] == "hand"
-        assert rule_of[f"results/hand/{name}/hand_{name}.png"] == "hand"
+        assert rule_of[f"results/hand/{name}/hand_{name}.png"] == "step_figure"
+        assert rule_of[f"results/ice/{name}/ice_{name}.png"] == "step_figure"
         assert rule_of[f"results/qc/{name}/step_hand.png"] == "qc"
         assert rule_of[f"results/ice/{name}/ice_{name}.star"] == "ice"
         assert rule_of[f"results/simulated/{name}/{name}.xf"] == "simulate"
@@ -168,12 +170,12 @@ SIDE_FILES = {
     "results/align/{name}/fiducials_{name}.star": "align",
     "results/align/{name}/tracks_{name}.star": "align",
     "results/align/{name}/align_{name}.star": "align",
-    "results/align/{name}/align_{name}.png": "align",
+    "results/align/{name}/align_{name}.png": "step_figure",
     "results/hand/{name}/hand_{name}.star": "hand",
-    "results/hand/{name}/hand_{name}.png": "hand",
+    "results/hand/{name}/hand_{name}.png": "step_figure",
     "results/hand/{name}/provenance.json": "hand",
     "results/ice/{name}/ice_{name}.star": "ice",
-    "results/ice/{name}/ice_{name}.png": "ice",
+    "results/ice/{name}/ice_{name}.png": "step_figure",
     "results/ice/{name}/provenance.json": "ice",
 }
 

@@ -1,7 +1,8 @@
 # align: refine every tilt's projection matrix against the fiducial tracks (bundle adjustment).
 # Reads the fiducials step's fiducials_{name}.star and tracks_{name}.star. Side files in
 # results/align/{name}/: fiducials_{name}.star and tracks_{name}.star (updated), align_{name}.star
-# (blocks summary, tilts, beads), align_{name}.png.
+# (blocks summary, tilts, beads). The figure align_{name}.png is rule step_figure's (drawn from
+# align_{name}.star, off the path to the tomogram set).
 
 
 rule align:
@@ -16,7 +17,6 @@ rule align:
         fiducials="results/align/{name}/fiducials_{name}.star",
         tracks="results/align/{name}/tracks_{name}.star",
         report="results/align/{name}/align_{name}.star",
-        png="results/align/{name}/align_{name}.png",
     log:
         rule_log("align", "{name}"),
     benchmark:

@@ -82,6 +82,9 @@ STEPS = tuple(
     if OPTIONAL_STEPS.get(step, True)
 )
 
+#: the steps with a figure of their own (rule step_figure draws it from the step's side file)
+FIGURE_STEPS = tuple(step for step in ("align", "hand", "ice") if step in STEPS)
+
 #: rule -> step whose resources it falls back to (before resources.default)
 RULE_STEP = {
     "simulate": "simulate",
@@ -98,6 +101,7 @@ RULE_STEP = {
     "gather_ice": "gather",
     "qc": "qc",
     "qc_summary": "qc",
+    "step_figure": "qc",
     "export_relion5": "gather",
 }
 
@@ -467,7 +471,8 @@ def step_provenance(step, name):
 
 
 #: every output of the per-tomogram jobs: all are targets, so that deleting any of them (a side
-#: file too, whose consumers are up to date) re-creates it
+#: file too, whose consumers are up to date) re-creates it; the <step>_{name}.png figures are
+#: rule step_figure's (drawn from the side file next to them)
 TOMOGRAM_OUTPUTS = (
     "results/import/{name}/tomograms.star",
     "results/import/{name}/provenance.json",

@@ -2,7 +2,8 @@
 # gradient of the tilted images; the ice step then reads this step's output. "undetermined" (e.g.
 # too few Thon rings at the example's 10 A/px) keeps the input hand. Off: the hand given at import
 # stays.
-# Side files in results/hand/{name}/: hand_{name}.star (blocks fit, tilts, strips), hand_{name}.png.
+# Side file in results/hand/{name}/: hand_{name}.star (blocks fit, tilts, strips); the figure
+# hand_{name}.png is rule step_figure's (drawn from the side file).
 
 
 rule hand:
@@ -16,7 +17,6 @@ rule hand:
         star="results/hand/{name}/tomograms.star",
         provenance="results/hand/{name}/provenance.json",
         report="results/hand/{name}/hand_{name}.star",
-        png="results/hand/{name}/hand_{name}.png",
     log:
         rule_log("hand", "{name}"),
     benchmark:

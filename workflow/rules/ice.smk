@@ -1,7 +1,7 @@
 # ice: per-tilt intensity scale factors from the ice thickness (Beer-Lambert fit). Reads the
 # align output, or the hand output when config hand.enabled, the stack and the refined fiducials
-# (bead planes). Side files in results/ice/{name}/: ice_{name}.star (blocks fit, tilts),
-# ice_{name}.png.
+# (bead planes). Side file in results/ice/{name}/: ice_{name}.star (blocks fit, tilts); the
+# figure ice_{name}.png is rule step_figure's (drawn from the side file).
 
 
 rule ice:
@@ -14,7 +14,6 @@ rule ice:
         star="results/ice/{name}/tomograms.star",
         provenance="results/ice/{name}/provenance.json",
         report="results/ice/{name}/ice_{name}.star",
-        png="results/ice/{name}/ice_{name}.png",
     log:
         rule_log("ice", "{name}"),
     benchmark:

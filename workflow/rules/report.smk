@@ -17,6 +17,10 @@ rule qc:
     input:
         provenance=expand("results/{step}/{{name}}/provenance.json", step=STEPS),
         stars=expand("results/{step}/{{name}}/tomograms.star", step=STEPS),
+        # the steps' own figures (rule step_figure), copied to step_<step>.png
+        step_figures=expand(
+            "results/{step}/{{name}}/{step}_{{name}}.png", step=FIGURE_STEPS
+        ),
     output:
         png=report(
             "results/qc/{name}.png",

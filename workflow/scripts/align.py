@@ -6,7 +6,14 @@ from _common import run_tomogram_step, star_column
 def call(name, out_dir, params):
     from tiltflow.align import AlignParams, run_align
 
-    run_align(str(snakemake.input.star), str(out_dir), AlignParams.from_dict(params), names=[name])  # noqa: F821
+    # the figure is rule step_figure's, drawn from align_{name}.star
+    run_align(
+        str(snakemake.input.star),  # noqa: F821
+        str(out_dir),
+        AlignParams.from_dict(params),
+        names=[name],
+        figure=False,
+    )
 
 
 def summarize(name, out_dir):

@@ -9,8 +9,12 @@ def call(name, out_dir, params):
     # the FFTs run on the threads the job reserved unless hand.params.threads says otherwise
     params = {"threads": int(snakemake.threads or 1), **params}  # noqa: F821
     run_find_hand(
-        str(snakemake.input.star), str(out_dir), HandParams.from_dict(params), names=[name]
-    )  # noqa: F821
+        str(snakemake.input.star),  # noqa: F821
+        str(out_dir),
+        HandParams.from_dict(params),
+        names=[name],
+        figure=False,  # rule step_figure draws it from hand_{name}.star
+    )
 
 
 def summarize(name, out_dir):

@@ -11,6 +11,7 @@ def call(name, out_dir, params):
         str(out_dir),
         IceParams.from_dict(params),
         names=[name],
+        figure=False,  # rule step_figure draws it from ice_{name}.star
     )
 
 

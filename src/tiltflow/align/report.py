@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -256,8 +257,16 @@ def report_blocks(result: AlignResult) -> dict[str, dict[str, list]]:
     return {"summary": summary, "tilts": tilts, "beads": beads}
 
 
-def plot_report(result: AlignResult, path: str | os.PathLike[str]) -> None:
-    """Write the residual plot (PNG, matplotlib Agg): per tilt, per bead, parameter changes."""
+def _col(df: pd.DataFrame, label: str) -> NDArray[np.float64]:
+    """Column ``label`` of a side-file table as floats."""
+    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+
+
+def plot_align(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
+    """Write the residual plot (PNG, matplotlib Agg) from the blocks of ``align_<name>.star``
+    as :func:`tiltflow.io.star.read_star` gives them (``summary``, ``tilts``, ``beads``, ``tf``
+    labels of :func:`report_blocks`): per tilt, per bead, parameter changes. The step and the
+    workflow's figure job both draw through this function, from the side file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,18 +274,19 @@ def plot_report(result: AlignResult, path: str | os.PathLike[str]) -> None:
 
     from tiltflow.io.atomic import atomic_path
 
-    t = result.tilts
-    b = result.beads_table
+    t = tables["tilts"]
+    b = tables["beads"]
+    s = tables["summary"].iloc[0]
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
-    ang = t["tilt_angle_deg"].to_numpy()
+    ang = _col(t, "tfTiltAngleDeg")
     order = np.argsort(ang)
     a = ax[0, 0]
-    has = t["n_obs"].to_numpy() > 0
-    mean_t = np.where(has, t["mean_residual_px"].to_numpy(dtype=float), np.nan)
-    max_t = np.where(has, t["max_residual_px"].to_numpy(dtype=float), np.nan)
+    has = _col(t, "tfNObs") > 0
+    mean_t = np.where(has, _col(t, "tfMeanResidualPx"), np.nan)
+    max_t = np.where(has, _col(t, "tfMaxResidualPx"), np.nan)
     a.plot(ang[order], mean_t[order], "o-", ms=3, label="mean")
     a.plot(ang[order], max_t[order], "s:", ms=3, label="max")
-    fl = t["flagged"].to_numpy(dtype=bool)
+    fl = _col(t, "tfFlagged") != 0
     if np.any(fl):
         a.plot(ang[fl], np.zeros(fl.sum()), "rx", ms=8, label="flagged (as imported)")
     a.set_xlabel("tilt angle (deg)")
@@ -284,35 +294,45 @@ def plot_report(result: AlignResult, path: str | os.PathLike[str]) -> None:
     a.set_title("residual per tilt")
     a.legend(fontsize=8)
     a = ax[0, 1]
-    a.bar(b["bead_index"], b["mean_residual_px"], color="C0", label="mean")
-    a.plot(b["bead_index"], b["max_residual_px"], "k_", ms=8, label="max")
+    bead = _col(b, "tfBeadIndex")
+    a.bar(bead, _col(b, "tfMeanResidualPx"), color="C0", label="mean")
+    a.plot(bead, _col(b, "tfMaxResidualPx"), "k_", ms=8, label="max")
     a.set_xlabel("bead")
     a.set_ylabel("residual (px)")
     a.set_title("residual per bead")
     a.legend(fontsize=8)
     a = ax[1, 0]
-    a.plot(ang[order], t["d_shift_x_px"].to_numpy()[order], "o-", ms=3, label="d shift x")
-    a.plot(ang[order], t["d_shift_y_px"].to_numpy()[order], "o-", ms=3, label="d shift y")
+    a.plot(ang[order], _col(t, "tfDShiftXPx")[order], "o-", ms=3, label="d shift x")
+    a.plot(ang[order], _col(t, "tfDShiftYPx")[order], "o-", ms=3, label="d shift y")
     a.set_xlabel("tilt angle (deg)")
     a.set_ylabel("px")
     a.set_title("shift change (at tomogram centre)")
     a.legend(fontsize=8)
     a = ax[1, 1]
-    a.plot(ang[order], t["d_rot_deg"].to_numpy()[order], "o-", ms=3, label="d rotation (deg)")
-    a.plot(ang[order], t["d_tilt_deg"].to_numpy()[order], "o-", ms=3, label="d tilt (deg)")
-    a.plot(ang[order], 100 * t["d_mag"].to_numpy()[order], "o-", ms=3, label="d magnification (%)")
-    if np.any(t["d_third_deg"].to_numpy() != 0):
-        a.plot(
-            ang[order], t["d_third_deg"].to_numpy()[order], "o-", ms=3, label="d third angle (deg)"
-        )
+    a.plot(ang[order], _col(t, "tfDRotDeg")[order], "o-", ms=3, label="d rotation (deg)")
+    a.plot(ang[order], _col(t, "tfDTiltDeg")[order], "o-", ms=3, label="d tilt (deg)")
+    a.plot(ang[order], 100 * _col(t, "tfDMag")[order], "o-", ms=3, label="d magnification (%)")
+    third = _col(t, "tfDThirdDeg")
+    if np.any(third != 0):
+        a.plot(ang[order], third[order], "o-", ms=3, label="d third angle (deg)")
     a.set_xlabel("tilt angle (deg)")
     a.set_title("angle / magnification change")
     a.legend(fontsize=8)
-    s = result.summary
     fig.suptitle(
-        f"{s['tomo_name']}: {s['status']}, mean residual {float(s['mean_residual_px']):.3f} px "  # type: ignore[arg-type]
-        f"({float(s['mean_residual_nm']):.3f} nm), {s['n_outliers']} outliers"  # type: ignore[arg-type]
+        f"{s['tfTomoName']}: {s['tfStatus']}, mean residual {float(s['tfMeanResidualPx']):.3f} px "
+        f"({float(s['tfMeanResidualNm']):.3f} nm), {int(s['tfNOutliers'])} outliers"
     )
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
+
+
+def render_align_figure(
+    side_star: str | os.PathLike[str], png: str | os.PathLike[str]
+) -> None:
+    """``align_<name>.png`` from ``align_<name>.star`` alone (:func:`plot_align`)."""
+    from tiltflow.io.star import read_star
+
+    plot_align(read_star(side_star), png)

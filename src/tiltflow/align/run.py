@@ -11,7 +11,7 @@ import pandas as pd
 
 from tiltflow.align.core import align_tomogram
 from tiltflow.align.params import AlignParams
-from tiltflow.align.report import AlignResult, plot_report, report_blocks
+from tiltflow.align.report import AlignResult, render_align_figure, report_blocks
 from tiltflow.errors import InputError
 from tiltflow.fiducials import io as fidio
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
@@ -45,11 +45,15 @@ def align_one(
     params: AlignParams,
     out_dir: Path,
     txn: OutputTransaction | None = None,
+    *,
+    figure: bool = True,
 ) -> tuple[Tomogram, AlignResult]:
     """Read the fiducials/tracks linked from ``tomo``, refine, write the side files.
 
     With ``txn`` the side files are staged in that transaction (committed with the step's
-    tomogram set); without, they are written straight into ``out_dir``.
+    tomogram set); without, they are written straight into ``out_dir``. ``figure``: also draw
+    ``align_<name>.png`` from the side file just written (the workflow leaves it to its
+    figure job).
     """
 
     def dest(p: Path) -> Path:
@@ -77,8 +81,10 @@ def align_one(
     header = [f"tiltflow align report for {tomo.name}"] + [
         f"note: {' '.join(m.split())}" for m in result.messages
     ]
-    write_star(dest(out_dir / f"align_{tomo.name}.star"), report_blocks(result), header=header)
-    plot_report(result, dest(out_dir / f"align_{tomo.name}.png"))
+    side = dest(out_dir / f"align_{tomo.name}.star")
+    write_star(side, report_blocks(result), header=header)
+    if figure:
+        render_align_figure(side, dest(out_dir / f"align_{tomo.name}.png"))
     refined = result.tomogram.replace(extra={"rlnTomoFiducialsStarFile": star_path(out_fid)})
     return refined, result
 
@@ -90,14 +96,18 @@ def run_align(
     names: Sequence[str] | None = None,
     *,
     on_result: Callable[[AlignResult], None] | None = None,
+    figure: bool = True,
 ) -> TomogramSet:
     """Refine the selected tomograms of ``tomo_star`` from their fiducials.
 
     Writes ``out_dir/tomograms.star`` (the selected tomograms, refined rlnTomoProj*, everything
     else kept, rlnTomoFiducialsStarFile -> the updated ``out_dir/fiducials_<name>.star``),
     ``out_dir/tracks_<name>.star``, ``out_dir/align_<name>.star`` (blocks summary, tilts,
-    beads) and ``out_dir/align_<name>.png``. Returns the written set. ``on_result`` (optional)
-    is called with each tomogram's :class:`AlignResult` (the CLI prints a line from it).
+    beads) and, with ``figure`` (default), ``out_dir/align_<name>.png``, drawn from that side
+    file (:func:`tiltflow.align.report.render_align_figure`; the workflow's step job passes
+    ``figure=False`` and renders it in a separate job). Returns the written set. ``on_result``
+    (optional) is called with each tomogram's :class:`AlignResult` (the CLI prints a line from
+    it).
     """
     params = params or AlignParams()
     out = Path(out_dir)
@@ -115,7 +125,7 @@ def run_align(
     refined = []
     with OutputTransaction(out) as txn:  # all outputs or none (issue #11 items 2, 8, 14)
         for t in selected:
-            tomo, res = align_one(t, params, out, txn)
+            tomo, res = align_one(t, params, out, txn, figure=figure)
             refined.append(tomo)
             if on_result is not None:
                 on_result(res)

@@ -9,7 +9,7 @@ Public API:
 - :func:`find_hand` (pure core: one tomogram + stack -> :class:`HandResult`),
 - :func:`run_find_hand` (file level, used by the CLI verb and the workflow rule),
 - :class:`HandParams` (settings, ``from_dict``),
-- :func:`apply_result`, :func:`write_hand_star`, :func:`plot_hand`.
+- :func:`apply_result`, :func:`write_hand_star`, :func:`plot_hand`, :func:`render_hand_figure`.
 """
 
 from typing import TYPE_CHECKING
@@ -25,7 +25,12 @@ if TYPE_CHECKING:
         find_hand,
     )
     from tiltflow.hand.params import HandParams
-    from tiltflow.hand.step import plot_hand, run_find_hand, write_hand_star
+    from tiltflow.hand.step import (
+        plot_hand,
+        render_hand_figure,
+        run_find_hand,
+        write_hand_star,
+    )
 
 _EXPORTS = {
     "STATUS_DETERMINED": "tiltflow.hand.core",
@@ -35,6 +40,7 @@ _EXPORTS = {
     "find_hand": "tiltflow.hand.core",
     "HandParams": "tiltflow.hand.params",
     "plot_hand": "tiltflow.hand.step",
+    "render_hand_figure": "tiltflow.hand.step",
     "run_find_hand": "tiltflow.hand.step",
     "write_hand_star": "tiltflow.hand.step",
 }
@@ -47,6 +53,7 @@ __all__ = [
     "apply_result",
     "find_hand",
     "plot_hand",
+    "render_hand_figure",
     "run_find_hand",
     "write_hand_star",
 ]

@@ -7,18 +7,20 @@ Outputs in ``out_dir``:
   rlnDefocusU/V are replaced by the measured defocus (all other fields kept);
 - ``hand_<name>.star``: blocks ``fit`` (one row), ``tilts`` (one row per tilt) and ``strips``
   (one row per fitted strip), labels with the ``tf`` prefix; NaN is written as ``nan``;
-- ``hand_<name>.png``: defocus offset against predicted depth for every measured tilt with the
-  fit and the two hands' predictions, and the per-tilt slopes.
+- ``hand_<name>.png`` (unless ``figure=False``): defocus offset against predicted depth for
+  every measured tilt with the fit and the two hands' predictions, and the per-tilt slopes,
+  drawn from ``hand_<name>.star`` alone (:func:`render_hand_figure`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from tiltflow.errors import InputError
 from tiltflow.fiducials.io import set_fiducials
@@ -65,6 +67,7 @@ def hand_side_blocks(res: HandResult) -> dict[str, dict[str, list]]:
         "tfPlaneNormalX": [float(res.plane.normal[0])],
         "tfPlaneNormalY": [float(res.plane.normal[1])],
         "tfPlaneNormalZ": [float(res.plane.normal[2])],
+        "tfPixelSizeA": [float(px)],
         "tfReason": [_text("; ".join(res.reasons))],
     }
     n = res.angle_deg.size
@@ -124,25 +127,38 @@ def write_hand_star(path: str | os.PathLike[str], res: HandResult) -> None:
     write_star(path, hand_side_blocks(res), header=header)
 
 
-def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
-    """``hand_<name>.png``: Δdefocus (minus each tilt's offset) against depth; per-tilt slopes."""
+def _col(df: pd.DataFrame, label: str) -> np.ndarray:
+    """Column ``label`` of a side-file table as floats (NaN where written ``nan``)."""
+    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+
+
+def plot_hand(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
+    """``hand_<name>.png`` from the blocks of ``hand_<name>.star`` as
+    :func:`tiltflow.io.star.read_star` gives them (``fit``, ``tilts``, ``strips`` of
+    :func:`hand_side_blocks`): Δdefocus (minus each tilt's offset) against depth; per-tilt
+    slopes. The step and the workflow's figure job both draw through this function."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    px = res.pixel_size
+    f = tables["fit"].iloc[0]
+    tl = tables["tilts"]
+    st = tables["strips"]
+    px = float(f["tfPixelSizeA"])
+    slope, slope_se = float(f["tfSlope"]), float(f["tfSlopeSe"])
+    angle = _col(tl, "tfTiltAngleDeg")
+    intercept = _col(tl, "tfDefocusOffsetA")
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11.0, 4.4), dpi=100)
-    st = res.strips
-    if len(st["tilt"]):
-        tilt = st["tilt"].astype(int)
-        depth_a = st["depth_px"] * px
-        off = np.where(np.isfinite(res.intercept_A[tilt]), res.intercept_A[tilt], 0.0)
-        y = st["delta_A"] - off
+    if len(st):
+        tilt = _col(st, "tfTiltIndex").astype(int)
+        depth_a = _col(st, "tfDepthPx") * px
+        off = np.where(np.isfinite(intercept[tilt]), intercept[tilt], 0.0)
+        y = _col(st, "tfDeltaDefocusA") - off
         cmap = plt.get_cmap("coolwarm")
-        amax = max(float(np.nanmax(np.abs(res.angle_deg))), 1.0)
-        colours = cmap(0.5 + 0.5 * res.angle_deg[tilt] / amax)
-        used = res.strip_used
+        amax = max(float(np.nanmax(np.abs(angle))), 1.0)
+        colours = cmap(0.5 + 0.5 * angle[tilt] / amax)
+        used = _col(st, "tfUsed") != 0
         if used.any():
             ax.scatter(
                 depth_a[used],
@@ -169,14 +185,14 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
         xs = np.array([-span, span])
         ax.plot(xs, xs, "--", color="0.55", lw=1, label="hand +1")
         ax.plot(xs, -xs, ":", color="0.55", lw=1, label="hand −1")
-        if np.isfinite(res.slope):
+        if np.isfinite(slope):
             ax.plot(
                 xs,
-                res.slope * xs,
+                slope * xs,
                 "-",
                 color="C2",
                 lw=1.5,
-                label=f"fit: slope {res.slope:+.3f} ± {res.slope_se:.3f}",
+                label=f"fit: slope {slope:+.3f} ± {slope_se:.3f}",
             )
         sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(-amax, amax))
         fig.colorbar(sm, ax=ax, label="tilt angle (deg)", fraction=0.046, pad=0.02)
@@ -187,12 +203,13 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=7)
-    meas = res.measured & np.isfinite(res.tilt_slope)
+    t_slope, t_se = _col(tl, "tfSlope"), _col(tl, "tfSlopeSe")
+    meas = (_col(tl, "tfMeasured") != 0) & np.isfinite(t_slope)
     if meas.any():
         bx.errorbar(
-            res.angle_deg[meas],
-            res.tilt_slope[meas],
-            yerr=res.tilt_slope_se[meas],
+            angle[meas],
+            t_slope[meas],
+            yerr=t_se[meas],
             fmt="o",
             ms=4,
             color="C0",
@@ -201,22 +218,25 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
         )
     for v in (1.0, -1.0):
         bx.axhline(v, color="0.6", lw=0.8, ls="--")
-    if np.isfinite(res.slope):
-        bx.axhline(res.slope, color="C2", lw=1.2, label="global slope")
+    if np.isfinite(slope):
+        bx.axhline(slope, color="C2", lw=1.2, label="global slope")
     bx.axhline(0.0, color="0.8", lw=0.6)
     bx.set_ylim(-2.0, 2.0)
     bx.set_xlabel("tilt angle to the specimen normal (deg)")
     bx.set_ylabel("slope (px / px)")
     bx.grid(alpha=0.3)
-    if meas.any() or np.isfinite(res.slope):
+    if meas.any() or np.isfinite(slope):
         bx.legend(loc="lower right", fontsize=7)
-    verdict = (
-        f"hand {res.hand_measured:+g} (slope {res.slope:+.3f} ± {res.slope_se:.3f}, "
-        f"{res.agreement:.0%} of {res.n_tilts_measured} tilts agree)"
-        if res.status == STATUS_DETERMINED
-        else "undetermined: " + "; ".join(res.reasons)
-    )
-    fig.suptitle(f"{res.name}: {verdict}", fontsize=9, wrap=True)
+    if str(f["tfStatus"]) == STATUS_DETERMINED:
+        verdict = (
+            f"hand {float(f['tfHandMeasured']):+g} (slope {slope:+.3f} ± {slope_se:.3f}, "
+            f"{float(f['tfTiltAgreement']):.0%} of {int(f['tfTiltsMeasured'])} tilts agree)"
+        )
+    else:
+        # tfReason: the reasons joined by "; ", words by "_" (one STAR token)
+        reason = str(f["tfReason"])
+        verdict = "undetermined: " + ("" if reason == "-" else reason.replace("_", " "))
+    fig.suptitle(f"{f['tfTomoName']}: {verdict}", fontsize=9, wrap=True)
     fig.tight_layout()
 
     def _save(tmp: Path) -> None:
@@ -228,17 +248,28 @@ def plot_hand(path: str | os.PathLike[str], res: HandResult) -> None:
         plt.close(fig)
 
 
+def render_hand_figure(side_star: str | os.PathLike[str], png: str | os.PathLike[str]) -> None:
+    """``hand_<name>.png`` from ``hand_<name>.star`` alone (:func:`plot_hand`)."""
+    from tiltflow.io.star import read_star
+
+    plot_hand(read_star(side_star), png)
+
+
 def run_find_hand(
     tomo_star: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     params: HandParams = HandParams(),  # noqa: B008 (frozen)
     names: Sequence[str] | None = None,
+    *,
+    figure: bool = True,
 ) -> tuple[TomogramSet, dict[str, HandResult]]:
     """Measure the hand of the selected tomograms (``names=None``: all); write the outputs.
 
     Stacks are memory-mapped from each tomogram's ``rlnTomoTiltSeriesName`` and fiducials read
     from ``rlnTomoFiducialsStarFile`` (when present), both relative to the current directory.
-    Returns the written set and the result of every tomogram.
+    ``figure``: also draw ``hand_<name>.png`` from the side file (:func:`render_hand_figure`);
+    the workflow's step job passes ``False`` and renders it in a separate job. Returns the
+    written set and the result of every tomogram.
     """
     tomo_set = read_tomogram_set(tomo_star)
     refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tomo_set))
@@ -255,7 +286,8 @@ def run_find_hand(
         stack = open_stack(tomo.tilt_series)
         res = find_hand(tomo, stack, params, set_fiducials(tomo), stack_name=tomo.tilt_series)
         write_hand_star(out / f"hand_{name}.star", res)
-        plot_hand(out / f"hand_{name}.png", res)
+        if figure:
+            render_hand_figure(out / f"hand_{name}.star", out / f"hand_{name}.png")
         for msg in res.messages:
             log.info("%s: %s", name, msg)
         tomos.append(apply_result(tomo, res, correct_defocus=params.correct_defocus))

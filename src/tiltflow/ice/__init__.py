@@ -16,7 +16,13 @@ if TYPE_CHECKING:
     from tiltflow.ice.core import IceResult, estimate_ice
     from tiltflow.ice.model import attenuation, fit_beer_lambert, scale_factors, tilt_frame
     from tiltflow.ice.params import IceParams, mean_free_path_nm
-    from tiltflow.ice.step import apply_result, plot_ice, run_estimate_ice, write_ice_star
+    from tiltflow.ice.step import (
+        apply_result,
+        plot_ice,
+        render_ice_figure,
+        run_estimate_ice,
+        write_ice_star,
+    )
 
 _EXPORTS = {
     "IceResult": "tiltflow.ice.core",
@@ -29,6 +35,7 @@ _EXPORTS = {
     "mean_free_path_nm": "tiltflow.ice.params",
     "apply_result": "tiltflow.ice.step",
     "plot_ice": "tiltflow.ice.step",
+    "render_ice_figure": "tiltflow.ice.step",
     "run_estimate_ice": "tiltflow.ice.step",
     "write_ice_star": "tiltflow.ice.step",
 }
@@ -42,6 +49,7 @@ __all__ = [
     "fit_beer_lambert",
     "mean_free_path_nm",
     "plot_ice",
+    "render_ice_figure",
     "run_estimate_ice",
     "scale_factors",
     "tilt_frame",

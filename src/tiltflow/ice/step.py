@@ -8,16 +8,18 @@ Outputs in ``out_dir``:
 - ``ice_<name>.star``: blocks ``fit`` (one row) and ``tilts`` (one row per tilt), labels with
   the ``tf`` prefix (see :data:`FIT_LABELS`, :data:`TILT_LABELS`); NaN where not applicable is
   written as the text ``nan`` (side file only; RELION never reads it);
-- ``ice_<name>.png``: dose-normalised intensity / L against the beam angle, with the fit.
+- ``ice_<name>.png`` (unless ``figure=False``): dose-normalised intensity / L against the beam
+  angle, with the fit, drawn from ``ice_<name>.star`` (:func:`render_ice_figure`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from tiltflow.errors import InputError
 from tiltflow.fiducials.io import set_fiducials
@@ -132,38 +134,51 @@ def write_ice_star(path: str | os.PathLike[str], res: IceResult) -> None:
     write_star(path, ice_side_blocks(res), header=header)
 
 
-def plot_ice(path: str | os.PathLike[str], res: IceResult) -> None:
-    """``ice_<name>.png``: transmitted fraction I/(dose L) per tilt and the fitted model."""
+def _col(df: pd.DataFrame, label: str) -> np.ndarray:
+    """Column ``label`` of a side-file table as floats (NaN where written ``nan``)."""
+    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+
+
+def plot_ice(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
+    """``ice_<name>.png`` from the blocks of ``ice_<name>.star`` as
+    :func:`tiltflow.io.star.read_star` gives them (``fit``, ``tilts`` of
+    :func:`ice_side_blocks`): transmitted fraction I/(dose L) per tilt and the fitted model. The
+    step and the workflow's figure job both draw through this function, from the side file."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fit = tables["fit"].iloc[0]
+    tilts = tables["tilts"]
+    name = str(fit["tfTomoName"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    a = res.tilt_angle_deg
+    a = _col(tilts, "tfBeamAngleDeg")
     order = np.argsort(a)
-    if res.status == STATUS_FALLBACK:
-        ax.plot(a[order], res.scale[order], "-", color="C1", label="fallback: cos(angle)")
+    if str(fit["tfStatus"]) == STATUS_FALLBACK:
+        ax.plot(a[order], _col(tilts, "tfScaleFactor")[order], "-", color="C1",
+                label="fallback: cos(angle)")
         ax.set_ylabel("scale factor")
-        ax.set_title(f"{res.name}: not fitted (fallback cos)")
+        ax.set_title(f"{name}: not fitted (fallback cos)")
     else:
-        lum = res.luminance
-        obs = res.norm_intensity / lum
-        ax.plot(a[res.used], obs[res.used], "o", ms=4, color="C0", label="measured (used)")
-        if (~res.used).any():
-            ax.plot(
-                a[~res.used], obs[~res.used], "x", ms=6, color="C3", label="measured (left out)"
-            )
+        lum = float(fit["tfLuminance"])
+        t, t_sd, nm = (float(fit[k]) for k in (
+            "tfRelativeThickness", "tfRelativeThicknessSd", "tfThicknessNm"))
+        used = _col(tilts, "tfUsedInFit") != 0
+        obs = _col(tilts, "tfDoseNormIntensity") / lum
+        ax.plot(a[used], obs[used], "o", ms=4, color="C0", label="measured (used)")
+        if (~used).any():
+            ax.plot(a[~used], obs[~used], "x", ms=6, color="C3", label="measured (left out)")
         ax.plot(
             a[order],
-            (res.fit_intensity / lum)[order],
+            (_col(tilts, "tfFitIntensity") / lum)[order],
             "-",
             color="C1",
-            label=f"fit: t = {res.t:.3f} ± {res.t_sd:.3f}",
+            label=f"fit: t = {t:.3f} ± {t_sd:.3f}",
         )
         ax.set_ylabel("I / (dose · L)")
-        thick = f", {res.thickness_nm:.0f} nm" if np.isfinite(res.thickness_nm) else ""
-        ax.set_title(f"{res.name}: relative ice thickness {res.t:.3f}{thick}")
+        thick = f", {nm:.0f} nm" if np.isfinite(nm) else ""
+        ax.set_title(f"{name}: relative ice thickness {t:.3f}{thick}")
     ax.set_xlabel("beam angle to zero tilt (deg)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -178,17 +193,28 @@ def plot_ice(path: str | os.PathLike[str], res: IceResult) -> None:
         plt.close(fig)
 
 
+def render_ice_figure(side_star: str | os.PathLike[str], png: str | os.PathLike[str]) -> None:
+    """``ice_<name>.png`` from ``ice_<name>.star`` alone (:func:`plot_ice`)."""
+    from tiltflow.io.star import read_star
+
+    plot_ice(read_star(side_star), png)
+
+
 def run_estimate_ice(
     tomo_star: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     # IceParams is a frozen dataclass: one shared default instance is safe
     params: IceParams = IceParams(),  # noqa: B008
     names: Sequence[str] | None = None,
+    *,
+    figure: bool = True,
 ) -> TomogramSet:
     """Estimate the ice of the selected tomograms (``names=None``: all); write the outputs.
 
     Stacks are read from each tomogram's ``rlnTomoTiltSeriesName`` and fiducials from
     ``rlnTomoFiducialsStarFile`` (when present), both relative to the current directory.
+    ``figure``: also draw ``ice_<name>.png`` from the side file (:func:`render_ice_figure`);
+    the workflow's step job passes ``False`` and renders it in a separate job.
     """
     tomo_set = read_tomogram_set(tomo_star)
     refuse_output_dir_over_inputs(out_dir, tomo_star, tomogram_set_inputs(tomo_set))
@@ -203,8 +229,10 @@ def run_estimate_ice(
             tomo = tomo_set[name]
             stack = read_stack(tomo.tilt_series, check_finite=False)  # checked as measured
             res = estimate_ice(tomo, stack, params, set_fiducials(tomo), stack_name=tomo.tilt_series)
-            write_ice_star(txn.stage(out_dir / f"ice_{name}.star"), res)
-            plot_ice(txn.stage(out_dir / f"ice_{name}.png"), res)
+            side = txn.stage(out_dir / f"ice_{name}.star")
+            write_ice_star(side, res)
+            if figure:
+                render_ice_figure(side, txn.stage(out_dir / f"ice_{name}.png"))
             out.append(apply_result(tomo, res))
         result = TomogramSet(tuple(out))
         write_tomogram_set(txn.stage(out_dir / "tomograms.star", last=True), result)

@@ -7,6 +7,8 @@
   :data:`tiltflow.qc.sidefiles.ASSUMED`; the ones actually used are recorded per tomogram).
 * :func:`render_figures` writes the figures of one tomogram (:data:`FIGURES`);
   :func:`plot_tomogram` the one-page overview PNG.
+* :func:`tiltflow.qc.step_figures.render_step_figure` draws a step's own figure (align, hand,
+  ice) from its side file alone (the workflow's ``step_figure`` rule).
 * :func:`summary_row` / :func:`summary_tsv` / :func:`summary_html` make the table and the report
   over all tomograms with flags (missing, failed_<step>, high_residual, few_beads,
   sparse_tracks, ice_fit_failed, ice_fallback) and their reasons in words.
