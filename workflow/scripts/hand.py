@@ -24,7 +24,11 @@ def summarize(name, out_dir):
     numbers = {
         "status": str(fit["tfStatus"]),
         "rlnTomoHand": f"{float(fit['tfHandIn']):+g} -> {float(fit['tfHandOut']):+g}",
-        "slope": f"{fit['tfSlope']} +- {fit['tfSlopeSe']}",
+        "slope": (
+            f"{float(fit['tfSlope']):+.3f} +- {float(fit['tfSlopeSe']):.3f}"
+            if str(fit["tfSlope"]) != "nan"
+            else "not measured"
+        ),
         "tilts measured": f"{fit['tfTiltsMeasured']} of {fit['tfTiltsSelected']}",
     }
     if str(fit["tfStatus"]) != "determined":
