@@ -58,8 +58,9 @@ class AssociationParams:
     min_views: int = 5
     #: minimum significance (noise sigma) of a targeted fit that fills a missing view
     fill_significance: float = 3.0
-    #: secondary seeding passes for detections no bead explains, each sweeping from up to
-    #: ``sweeps_per_pass`` reference views (a detection seeds at most once)
+    #: secondary seeding passes for detections no bead explains (one refinement each), each
+    #: sweeping from up to ``sweeps_per_pass`` reference views; at most ``extra_passes ×
+    #: sweeps_per_pass`` sweeps in all, and a detection seeds at most once
     extra_passes: int = 3
     sweeps_per_pass: int = 4
     #: a bead whose median anisotropy over its views exceeds this is not a bead (edge, line)
@@ -407,7 +408,9 @@ def associate(
     # pass, so views at the other end of the tilt range were never tried and beads outside the
     # field at 0° (inside it only at high tilt, on one side or both) were never tracked.
     tried = np.zeros(len(det), bool)
-    for _ in range(params.extra_passes):
+    sweeps_left = params.extra_passes * params.sweeps_per_pass
+    refines_left = params.extra_passes
+    while sweeps_left > 0 and refines_left > 0:
         avail = np.ones(len(det), bool)
         avail[idx[idx >= 0]] = False
         # only strong, isolated leftovers seed (weak ones are mostly noise)
@@ -417,12 +420,18 @@ def associate(
         avail &= ~_on_tracks(pr, obs, avail)
         new_obs: list[F64] = []
         new_idx: list[NDArray[np.int64]] = []
-        for _k in range(params.sweeps_per_pass):
+        n_sweeps = 0
+        while n_sweeps < params.sweeps_per_pass and sweeps_left > 0:
             counts = np.array([avail[pr.by_view[v]].sum() for v in range(n)])
             if counts.max(initial=0) < 1:
                 break
-            ref = int(np.argmax(counts - 0.01 * np.abs(pr.s - pr.s[pr.ref])))
+            # ties go to the views farthest in tilt from the first reference: the first sweep
+            # seeded everything detected there, so the beads it missed are mostly those outside
+            # the field at 0°, inside it only at high tilt
+            ref = int(np.argmax(counts + 0.01 * np.abs(pr.s - pr.s[pr.ref])))
             o2, i2, _ = pr.sweep(cams, ref, avail, fit_corr=False)
+            n_sweeps += 1
+            sweeps_left -= 1
             seeds = pr.by_view[ref][avail[pr.by_view[ref]]]
             tried[seeds] = True
             avail[seeds] = False
@@ -432,8 +441,11 @@ def associate(
                 new_idx.append(i2[good])
                 taken = i2[good]
                 avail[taken[taken >= 0]] = False  # explained by a new track: seeds no other
+        if n_sweeps == 0:
+            break  # no unexplained strong detection left
         if not new_obs:
-            break
+            continue  # the next pass sweeps from other views (the seeds tried stay tried)
+        refines_left -= 1
         obs = np.concatenate([obs, *new_obs])
         idx = np.concatenate([idx, *new_idx])
         obs, idx, cams, sig = pr.refine(stack, obs, idx, cams, gates=(2 * g, g), fit_cams=False)
