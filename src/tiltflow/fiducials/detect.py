@@ -520,8 +520,8 @@ def _fit_batch(
     ``a + g·(dx, dy) + b·S(|x - c|)`` (+ ``b2·S(|x - c_nbr|)`` for a known overlapping neighbour),
     linear in ``(a, g, b)`` and Gauss-Newton in ``c``. Vectorised over the positions; the normal
     equations are built from per-window sums (no design matrices). The windows are re-centred
-    between rounds: a first round on means over blocks of ``r // 6`` px (large beads), a second
-    on blocks of :func:`fine_block` px, and for blocks > 1 px a last Gauss-Newton step on every
+    between rounds: a first round on every ``r // 6``-th pixel (large beads), a second on means
+    over blocks of :func:`fine_block` px, and for blocks > 1 px a last Gauss-Newton step on every
     pixel (:data:`N_LAST`), which keeps the full-resolution precision. ``max_move`` (default one bead radius) bounds how far a centre may move from its start
     before the fit is marked not ok. ``nbr_x, nbr_y`` (NaN = none): see above.
     """
@@ -536,10 +536,10 @@ def _fit_batch(
     r_mask = 1.5 * radius_px + 2.0
     hw = int(math.ceil(r_mask)) + 1
 
-    # every round fits means over blocks of pixels (every pixel counts): the first (coarse, from
-    # a binned-grid start) blocks of radius // 6 px, the second blocks of fine_block(radius) px
-    # (1 = single pixels, below 24 px radius); after blocks > 1 px, N_LAST steps on every pixel
-    block0 = max(1, int(radius_px // 6))
+    # the first round (coarse, from a binned-grid start) samples every radius // 6-th pixel; the
+    # second fits means over blocks of fine_block(radius) px (1 = single pixels, below 24 px
+    # radius: every pixel counts) and, after blocks > 1 px, N_LAST steps on every pixel
+    stride0 = max(1, int(radius_px // 6))
     block1 = fine_block(radius_px)
     max_move = radius_px if max_move is None else max_move
     cx, cy = x0.copy(), y0.copy()
@@ -556,17 +556,34 @@ def _fit_batch(
     amp: F64 = np.zeros(k)
     sig: F64 = np.zeros(k)
     rms: F64 = np.full(k, np.nan)
-    rounds = [(block0, n_iter), (block1, N_FINE)]
+    # (pixel block side, strided sampling instead of block means, Gauss-Newton steps)
+    rounds = [(stride0, True, n_iter), (block1, False, N_FINE)]
     if block1 > 1:
-        rounds.append((1, N_LAST))
-    for block, iters in rounds:
-        stab, dtab, inv_step = _profile_table(float(radius_px), float(r_mask + 1.5 * hw), block)
+        rounds.append((1, False, N_LAST))
+    for block, strided, iters in rounds:
         ix0 = np.rint(cx)
         iy0 = np.rint(cy)
-        ox, oy, vals, inside = _windows(stack, frames, ix0, iy0, hw, r_mask, block)
+        if strided:
+            stab, dtab, inv_step = _profile_table(float(radius_px), float(r_mask + 1.5 * hw))
+            oy_, ox_ = np.mgrid[-hw : hw + 1 : block, -hw : hw + 1 : block]
+            disc = ox_**2 + oy_**2 <= r_mask**2
+            ox, oy = ox_[disc].astype(np.float64), oy_[disc].astype(np.float64)
+            X = ix0[:, None] + ox[None, :]  # (k, P)
+            Y = iy0[:, None] + oy[None, :]
+            inside = (X >= 0) & (X < w) & (Y >= 0) & (Y < h)
+            vals = stack[
+                frames[:, None],
+                np.clip(Y, 0, h - 1).astype(np.int64),
+                np.clip(X, 0, w - 1).astype(np.int64),
+            ].astype(np.float64)
+        else:
+            stab, dtab, inv_step = _profile_table(
+                float(radius_px), float(r_mask + 1.5 * hw), block
+            )
+            ox, oy, vals, inside = _windows(stack, frames, ix0, iy0, hw, r_mask, block)
+            X = ix0[:, None] + ox[None, :]  # (k, P) block centres
+            Y = iy0[:, None] + oy[None, :]
         dxw, dyw = ox / hw, oy / hw
-        X = ix0[:, None] + ox[None, :]  # (k, P) block centres
-        Y = iy0[:, None] + oy[None, :]
         wgt = inside.astype(np.float64)
         npx = wgt.sum(axis=1)
         scale = dot(vals, wgt) / np.maximum(npx, 1)
