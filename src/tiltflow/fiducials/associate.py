@@ -77,6 +77,8 @@ class AssociationParams:
     #: rims of the same size ~0.1-0.2). Small weak beads measure ~0.1 anisotropy at the declared
     #: radius from noise alone, so without this they fell under the strict anisotropy.
     gold_darkness_fraction: float = 0.4
+    #: threads of the targeted fits (:func:`~tiltflow.fiducials.detect.fit_beads`)
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,7 @@ class _Problem:
                 max_move=gate,
                 nbr_x=nbx,
                 nbr_y=nby,
+                threads=self.p.threads,
             )
             good = fit.ok & (fit.significance >= self.p.fill_significance)
             obs[miss_b[good], miss_v[good], 0] = fit.x[good]

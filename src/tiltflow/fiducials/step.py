@@ -116,6 +116,7 @@ class FiducialParams:
             min_fraction=self.min_fraction,
             min_views=self.min_views,
             fill_significance=self.fill_significance,
+            threads=self.threads,
         )
 
 
