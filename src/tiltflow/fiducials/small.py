@@ -28,7 +28,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiltflow.fiducials.associate import AssociationParams, Beads, associate, bead_appearance
-from tiltflow.fiducials.detect import DETECTION_MAX_ANISOTROPY, Detections, detect
+from tiltflow.fiducials.detect import (
+    DETECTION_MAX_ANISOTROPY,
+    Detections,
+    detect,
+    detect_peaks,
+)
 from tiltflow.fiducials.shape import appearance
 from tiltflow.fiducials.triangulate import project_cams, robust_triangulate
 
@@ -72,6 +77,18 @@ def gold_darkness(beads: Beads) -> F64:
     return -beads.contrast / np.maximum(beads.radius_px, 1e-9)
 
 
+def _farther_than(pos: F64, det: Detections, dist: float) -> NDArray[np.bool_]:
+    """Detections further than ``dist`` from every position ``pos`` (m, n, 2) in their view."""
+    far = np.ones(len(det), bool)
+    for v in np.unique(det.frame):
+        sel = np.flatnonzero(det.frame == v)
+        d = np.linalg.norm(
+            pos[:, v][None, :, :] - np.column_stack([det.x[sel], det.y[sel]])[:, None, :], axis=2
+        )
+        far[sel] = np.nan_to_num(d, nan=np.inf).min(axis=1) > dist
+    return far
+
+
 def find_small_beads(
     stack: NDArray[np.floating],
     proj: F64,
@@ -102,6 +119,15 @@ def find_small_beads(
     # binned to 1.5-3 px of the small radius (the main pass bins to 3-6 px of the declared
     # one): the peaks only seed fits on the unbinned image, and the pass costs about what the
     # main one does instead of 4x (61 x 1024² at 8 Å/px, 50 Å beads: 3.7 s unbinned)
+    if peaks is None:
+        peaks = detect_peaks(stack, r2, threshold, small_binning(r2), xp=xp, threads=threads)
+    # where the main pass's beads are in each view (their observation, else their projection)
+    pos = np.where(np.isfinite(main.obs), main.obs, project_cams(main.cams, main.xyz))
+    # most peaks at the small radius are the main beads themselves: those within half a
+    # declared radius of one are not fitted. A fit moves at most its radius (half the declared
+    # one), so they could not pass the test on the fitted centres below (further than one
+    # declared radius) anyway. Issue #10's 4k case: 70 of 1294 peaks are fitted.
+    peaks = peaks.subset(_farther_than(pos, peaks, 0.5 * radius_px))
     det = detect(
         stack, r2, threshold, binning=small_binning(r2), xp=xp, threads=threads,
         shape_filter=False, peaks=peaks,
@@ -117,15 +143,8 @@ def find_small_beads(
         & (app.anisotropy <= DETECTION_MAX_ANISOTROPY)
         & (app.contrast < 0)
     )
-    # not part of a bead already found (its observation, else its projection, in that view)
-    pos = np.where(np.isfinite(main.obs), main.obs, project_cams(main.cams, main.xyz))
-    far = np.ones(len(det), bool)
-    for v in np.unique(det.frame):
-        sel = np.flatnonzero(det.frame == v)
-        d = np.linalg.norm(
-            pos[:, v][None, :, :] - np.column_stack([det.x[sel], det.y[sel]])[:, None, :], axis=2
-        )
-        far[sel] = np.nan_to_num(d, nan=np.inf).min(axis=1) > radius_px
+    # not part of a bead already found (its position in that view)
+    far = _farther_than(pos, det, radius_px)
     det = Detections(
         det.frame, det.x, det.y, det.peak, det.amplitude, det.significance,
         radius=app.radius, anisotropy=app.anisotropy,
