@@ -250,3 +250,24 @@ def test_non_physical_fit_is_a_failure_not_a_result(case):
         estimate_ice(tomo, inverted.astype(np.float32), IceParams())
     res = estimate_ice(tomo, inverted.astype(np.float32), IceParams(fallback="cos"))
     assert res.status == "fallback_cos" and res.t == 0.0
+
+
+def test_threads_give_the_same_numbers_and_name_the_first_bad_frame():
+    """Frames measured on 2 threads: the same result to the bit; a NaN in two frames is
+    reported for the first of them."""
+    from tiltflow.ice.intensity import measure_intensities
+
+    sim = simulate(0.7, seed=4)
+    tomo = sim.tomogram("TS_01", perturbed=False)
+    stack = sim.kept_stack()
+    one = estimate_ice(tomo, stack, IceParams(threads=1), sim.truth.beads_3d)
+    two = estimate_ice(tomo, stack, IceParams(threads=2), sim.truth.beads_3d)
+    assert np.array_equal(one.scale, two.scale)
+    assert one.t == two.t
+    bad = np.array(stack, dtype=np.float32)
+    bad[7, 10, 20] = np.nan
+    bad[3, 100, 5] = np.inf
+    with pytest.raises(InputError, match=r"frame 4\b"):
+        measure_intensities(bad, tomo.proj, tomo.size, 5.0, threads=2, source="x.mrc")
+    with pytest.raises(Exception, match="threads"):
+        IceParams(threads=0)

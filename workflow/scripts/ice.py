@@ -6,6 +6,8 @@ from _common import fmt_range, run_tomogram_step, star_column
 def call(name, out_dir, params):
     from tiltflow.ice import IceParams, run_estimate_ice
 
+    # the frames are measured on the threads the job reserved unless ice.params.threads says
+    params = {"threads": int(snakemake.threads or 1), **params}  # noqa: F821
     run_estimate_ice(
         str(snakemake.input.star),  # noqa: F821
         str(out_dir),

@@ -72,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=_D.normal_from_beads,
         help="take the ice normal's tilt-axis component from fiducials on the ice surfaces (default auto)",
     )
+    p.add_argument("--j", type=int, default=_D.threads, help=f"threads (default {_D.threads})")
     p.set_defaults(func=run)
 
 
@@ -86,6 +87,7 @@ def params_from_args(args: argparse.Namespace) -> IceParams:
         "mean_free_path_nm": args.mfp,
         "fallback": args.fallback,
         "normal_from_beads": args.normal_from_beads,
+        "threads": args.j,
     }
     return IceParams.from_dict(d)
 

@@ -164,6 +164,7 @@ def estimate_ice(
         beads,
         source=name,
         dense_mask_sigma=params.dense_mask_sigma,
+        threads=params.threads,
     )
     try:
         check_counts(meas, name)

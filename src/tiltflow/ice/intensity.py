@@ -22,6 +22,7 @@ pixels after dropping those further than ``clip_sigma`` robust σ from the media
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -342,6 +343,20 @@ class TiltIntensities:
     binning: int = 1  #: bin factor of the statistics
 
 
+def _each_frame(fn: Callable[[int], None], n: int, threads: int) -> None:
+    """``fn(f)`` for every frame ``f < n``, on ``threads`` threads; an exception is raised for
+    the first frame (in frame order) that raised one."""
+    if threads <= 1 or n < 2:
+        for f in range(n):
+            fn(f)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, n)) as pool:
+        for _ in pool.map(fn, range(n)):  # results in frame order: the first failure raises
+            pass
+
+
 def measure_intensities(
     stack: NDArray,
     proj: ArrayLike,
@@ -356,13 +371,16 @@ def measure_intensities(
     binning: int | None = None,
     source: str | os.PathLike[str] | None = None,
     dense_mask_sigma: float = 3.0,
+    threads: int = 1,
 ) -> TiltIntensities:
     """Measure every tilt of ``stack`` (n, h, w); see the module docstring for the method.
 
     The stack is read once, a tilt at a time (a memory map stays a memory map): each frame gives
     its binned copy for the flat field, its mean, and its central window binned by ``binning``
     (default :func:`measurement_binning`); everything else works on those small arrays. A frame
-    holding NaN or inf raises :class:`~tiltflow.errors.InputError` naming ``source``.
+    holding NaN or inf raises :class:`~tiltflow.errors.InputError` naming ``source`` (the first
+    such frame, whatever ``threads``). With ``threads`` > 1 the frames are read and measured in
+    parallel (numpy, BLAS and ndimage release the GIL); every frame's numbers are the same.
     """
     if getattr(stack, "ndim", 0) != 3:
         stack = np.asarray(stack)
@@ -396,7 +414,7 @@ def measure_intensities(
     win_b = np.empty((n, hb, wb))
     ff_binned = np.empty((n, h // bff, w // bff)) if use_flat_field else None
     # ---- the one pass over the stack
-    for f in range(n):
+    def read_frame(f: int) -> None:
         frame = np.asarray(stack[f], dtype=np.float32)  # a native float32 map stays a map
         x0 = int(np.clip(np.round(centres[f, 0] - (ww - 1) / 2.0), 0, w - ww))
         y0 = int(np.clip(np.round(centres[f, 1] - (hh - 1) / 2.0), 0, h - hh))
@@ -422,7 +440,9 @@ def measure_intensities(
         raw_std[f] = float(rows.std(dtype=np.float64))
         neg[f] = float(np.count_nonzero(rows < 0)) / rows.size
         del frame, raw, rows
-        release_pages(stack, f, f + 1)  # resident memory stays one frame
+        release_pages(stack, f, f + 1)  # resident memory stays one frame per thread
+
+    _each_frame(read_frame, n, threads)
     ff = None
     if ff_binned is not None:
         sm_ff = ndimage.gaussian_filter(ff_binned, (0, 1.0, 1.0), mode="nearest")
@@ -433,7 +453,8 @@ def measure_intensities(
     npx = np.empty(n, dtype=np.int64)
     masked = np.empty(n)
     ys, xs = np.mgrid[0:hb, 0:wb]
-    for f in range(n):
+
+    def measure_frame(f: int) -> None:
         x0, y0 = int(windows[f, 0]), int(windows[f, 1])
         img = win_b[f] / _flat_at(ff, bff, y0, x0, hb, wb, bm) if ff is not None else win_b[f]
         keep = np.ones((hb, wb), dtype=bool)
@@ -468,6 +489,8 @@ def measure_intensities(
         npx[f] = nkeep * bm * bm
         masked[f] = 1.0 - nkeep / keep.size
         out_mean[f] = robust_mean(img[keep], clip_sigma) if nkeep else np.nan
+
+    _each_frame(measure_frame, n, threads)
     return TiltIntensities(out_mean, raw_mean, frame_mean, raw_std, neg, npx, windows, masked, bm)
 
 

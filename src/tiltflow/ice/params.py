@@ -46,6 +46,8 @@ class IceParams:
             planes), take the ice-normal component along the tilt axis from them (the tilt
             images cannot see it); ``"never"``: keep the normal in the tilt plane.
         min_tilt_range_deg: below this tilt range the fit is flagged as degenerate.
+        threads: threads of the intensity measurement (frames in parallel; the result does
+            not depend on it).
     """
 
     central_fraction: float = 0.5
@@ -59,6 +61,7 @@ class IceParams:
     fallback: str = "none"
     normal_from_beads: str = "auto"
     min_tilt_range_deg: float = 30.0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if not (0.0 < self.central_fraction <= 1.0):
@@ -89,6 +92,8 @@ class IceParams:
             raise ConfigError(
                 f"ice.normal_from_beads must be one of {list(NORMAL_FROM_BEADS)}, got {self.normal_from_beads!r}"
             )
+        if self.threads < 1:
+            raise ConfigError(f"ice.threads must be >= 1, got {self.threads}")
         if not (0.0 <= self.min_tilt_range_deg < 180.0):
             raise ConfigError(
                 f"ice.min_tilt_range_deg must be in [0, 180), got {self.min_tilt_range_deg}"
