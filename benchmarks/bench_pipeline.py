@@ -19,7 +19,9 @@ Cases (``--sizes``; default ``1k,2k``, add ``4k`` for the real-size case, 2.7 GB
   0.5°, rotation 0.3°, shift 5 px): issue #10's case.
 
 The cost per (megapixel x tilt) of every step is printed for each case, so linearity in
-pixels x tilts can be read off (the ratios between cases should be ~1).
+pixels x tilts can be read off (the ratios between cases should be ~1), and the chain's result
+of each case against the simulator's truth (recall, precision, true-bead reprojection after
+align, scale-factor and thickness errors), so that speed is never bought with accuracy.
 
     python benchmarks/bench_pipeline.py                       # 1k and 2k
     python benchmarks/bench_pipeline.py --sizes 1k,2k,4k --json benchmarks/out/bench.json
@@ -321,6 +323,33 @@ def print_table(rows: list[dict], mpx: dict[str, float]) -> None:
             print(f"{step:<11}" + "".join(f"{v / base:>9.2f}" for v in vals))
 
 
+def case_accuracy(workdir: Path) -> dict:
+    """The chain's outputs of one case against the simulator's truth
+    (:func:`tiltflow.simulate.score.score_case`): speed must not cost accuracy."""
+    from tiltflow.simulate.score import score_case
+
+    row = score_case(workdir, fid_dir="fiducials", ali_dir="align", ice_dir="ice")
+    keys = ("recall", "precision", "reproj_mean", "reproj_max", "scale_err_max", "thickness_err")
+    return {k: row[k] for k in keys}
+
+
+def print_accuracy(accuracy: dict[str, dict]) -> None:
+    if not accuracy:
+        return
+    print(
+        "\naccuracy against the simulator's truth (true-bead reprojection after align, px; "
+        "scale factors and thickness after ice):"
+    )
+    print(f"{'case':<6}{'recall':>8}{'precision':>11}{'reproj mean':>13}{'max':>7}"
+          f"{'scale err':>11}{'thickness':>11}")
+    for lab, a in accuracy.items():
+        print(
+            f"{lab:<6}{a['recall']:>8.3f}{a['precision']:>11.3f}{a['reproj_mean']:>13.3f}"
+            f"{a['reproj_max']:>7.3f}{100 * a['scale_err_max']:>10.2f}%"
+            f"{100 * a['thickness_err']:>+10.2f}%"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -359,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tiltflow-bench-"))
     rows: list[dict] = []
+    accuracy: dict[str, dict] = {}
     try:
         for label in labels:
             params = {
@@ -375,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
             )
             rows += case_rows + [chain_row(case_rows, label)]
+            if all(r["wall_s"] == r["wall_s"] for r in case_rows):
+                accuracy[label] = case_accuracy(root / label)
             if not args.keep:
                 shutil.rmtree(root / label, ignore_errors=True)  # 4k: 2.7 GB per stack
     finally:
@@ -385,9 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         f"best of {max(1, args.repeat)} run(s) per step, load average {os.getloadavg()[0]:.1f}\n"
     )
     print_table(rows, {lab: case_pixels(CASES[lab]) for lab in labels})
+    print_accuracy(accuracy)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"steps": rows, "accuracy": accuracy}, indent=2) + "\n"
+        )
     return 0 if all(r["wall_s"] == r["wall_s"] for r in rows) else 1
 
 

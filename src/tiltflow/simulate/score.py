@@ -102,8 +102,16 @@ def run_case(
     return {"preset": preset, "seed": seed, **row, "wall_s": wall, "size": size, "angpix": angpix}
 
 
-def score_case(work: Path, name: str = "TS_01") -> dict[str, Any]:
-    """Compare the outputs of one chain run in ``work`` (see :func:`run_case`) with the truth."""
+def score_case(
+    work: Path,
+    name: str = "TS_01",
+    fid_dir: str = "fid",
+    ali_dir: str = "ali",
+    ice_dir: str = "ice",
+) -> dict[str, Any]:
+    """Compare the outputs of one chain run in ``work`` (see :func:`run_case`) with the truth;
+    ``fid_dir``, ``ali_dir``, ``ice_dir``: the output directories of find-fiducials, align and
+    estimate-ice under ``work`` (``benchmarks/bench_pipeline.py`` names them after the steps)."""
     from tiltflow.fiducials.io import (
         fiducials_filename,
         read_beads,
@@ -117,7 +125,7 @@ def score_case(work: Path, name: str = "TS_01") -> dict[str, Any]:
 
     work = Path(work)
     truth = Truth.from_dict(json.loads((work / "sim" / name / "truth.json").read_text()))
-    tomo = read_tomogram_set(work / "ice/tomograms.star")[name]
+    tomo = read_tomogram_set(work / ice_dir / "tomograms.star")[name]
     excluded = set(truth.excluded_views)
     kept = np.array([v for v in range(truth.proj.shape[0]) if v + 1 not in excluded])
     radii = (
@@ -127,7 +135,7 @@ def score_case(work: Path, name: str = "TS_01") -> dict[str, Any]:
     )
     declared = np.abs(radii / truth.bead_radius_A - 1) < 0.25
     # the refined 3D beads through the refined matrices, against the true 2D positions
-    ali = read_tomogram_set(work / "ali/tomograms.star")[name]
+    ali = read_tomogram_set(work / ali_dir / "tomograms.star")[name]
     beads = read_fiducials(work / str(ali.extra["rlnTomoFiducialsStarFile"]), ali.pixel_size)
     pred = project(ali.proj, beads)  # (n, found, 2)
     true2d = truth.beads_2d[kept]  # (n, m, 2)
@@ -154,7 +162,7 @@ def score_case(work: Path, name: str = "TS_01") -> dict[str, Any]:
     t_fit = float(tomo.extra.get("rlnTomoRelativeIceThickness", np.nan))
     # fitted radius (side file, tfRadiusAngst) of the found beads of either size: each bead of
     # the find-fiducials side file is matched by its 2D track to the true 2D positions
-    side_path = tracks_path_for(work / "fid" / fiducials_filename(name))
+    side_path = tracks_path_for(work / fid_dir / fiducials_filename(name))
     tr = read_tracks_arrays(side_path)
     side = read_beads(side_path)
     rad_decl: list[float] = []
