@@ -222,6 +222,11 @@ def plot_hand(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) 
         bx.axhline(slope, color="C2", lw=1.2, label="global slope")
     bx.axhline(0.0, color="0.8", lw=0.6)
     bx.set_ylim(-2.0, 2.0)
+    if not meas.any():
+        bx.text(0.5, 0.6, "no tilt was measured", ha="center", va="center", transform=bx.transAxes)
+    finite = angle[np.isfinite(angle)]
+    if finite.size:  # the series' tilts, measured or not
+        bx.set_xlim(float(finite.min()) - 3.0, float(finite.max()) + 3.0)
     bx.set_xlabel("tilt angle to the specimen normal (deg)")
     bx.set_ylabel("slope (px / px)")
     bx.grid(alpha=0.3)
