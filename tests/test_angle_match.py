@@ -101,3 +101,30 @@ def test_mdoc_sections_matched_one_to_one_with_offset():
     with pytest.raises(InputError, match="TS.mdoc.*20 sections for 21 tilts"):
         short = MdocAcquisition(order[:20, 1], np.full(20, 2.0), np.arange(20), None, True)
         pre_exposure_from_mdoc(tlt, short, 2.0, "TS.mdoc")
+
+
+@pytest.mark.parametrize("seed", [3, 5, 6])
+def test_refined_angles_scattered_by_a_degree_at_a_2_degree_step_import(tmp_path, monkeypatch, seed):
+    """61 tilts at 2°, the .tlt's angles perturbed by up to 1° against the nominal ones of the
+    .defocus and the order list (IMOD's refined tilt angles): imported, each tilt with its own
+    pre-exposure and defocus. Half a step (1°) of tolerance refused these seeds."""
+    import json
+    from pathlib import Path
+
+    from tiltflow.importer import ImportOptions, run_import
+    from tiltflow.io.tomograms import read_tomogram_set
+    from tiltflow.simulate import SimulationParams, simulate_dataset
+    from tiltflow.simulate.truth import Truth
+
+    monkeypatch.chdir(tmp_path)
+    p = SimulationParams(
+        raw_size=(128, 128), pixel_size=10.0, tilt_step=2.0, n_beads=4, perturb_tilt_deg=1.0,
+        seed=seed,
+    )
+    simulate_dataset(p, Path("sim"), ["TS_01"])
+    run_import("sim/import.star", "import/tomograms.star", ImportOptions(angpix=10.0))
+    tomo = read_tomogram_set("import/tomograms.star")["TS_01"]
+    truth = Truth.from_dict(json.loads(Path("sim/TS_01/truth.json").read_text()))
+    assert tomo.n_tilts == 61
+    np.testing.assert_allclose(tomo.pre_exposure, truth.pre_exposure, atol=1e-6)
+    assert np.unique(tomo.pre_exposure).size == 61

@@ -255,8 +255,15 @@ def _kept_views(exclude: Sequence[int], nz: int, tilt_com: Path) -> np.ndarray:
 
 #: a constant offset between the .tlt and the .defocus angles larger than this is a wrong file
 DEFOCUS_MAX_OFFSET_DEG = 5.0
-#: smallest tolerance (deg) between a view's .tlt angle and its .defocus angle (else half the step)
-DEFOCUS_MIN_ANGLE_TOL_DEG = 1.0
+#: tolerance between a view's .tlt angle and its .defocus angle: the larger of this (deg) and
+#: DEFOCUS_STEP_TOL x the tilt step. Views are paired by number; the angles only guard against
+#: the .defocus of another series or other numbering (reversed, shifted: >= one step off over
+#: many views). IMOD's refined tilt angles scatter by a degree or more about the nominal ones
+#: ctfplotter saw, so at a 2° step half a step (1°) refused valid series.
+DEFOCUS_MIN_ANGLE_TOL_DEG = 2.0
+DEFOCUS_STEP_TOL = 0.75
+#: a constant offset above this (deg) between the two is reported (a warning)
+DEFOCUS_OFFSET_WARN_DEG = 1.0
 
 
 def _check_defocus_angles(
@@ -264,7 +271,7 @@ def _check_defocus_angles(
     tlt_path: Path | None,
 ) -> None:
     """Each kept view's .tlt angle must lie within the angle range of its .defocus line, after
-    removing a constant offset (<= DEFOCUS_MAX_OFFSET_DEG), within max(1°, half the tilt step);
+    removing a constant offset (<= DEFOCUS_MAX_OFFSET_DEG), within max(2°, 3/4 of the tilt step);
     flag 16 (inverted tilt angles) negates the file's angles."""
     tilt = np.asarray(tilt_kept, dtype=np.float64)
     if tilt.size == 0:
@@ -276,7 +283,8 @@ def _check_defocus_angles(
     u = np.unique(np.round(tilt, 6))
     steps = np.diff(u)
     steps = steps[steps > 1e-6]
-    tol = max(DEFOCUS_MIN_ANGLE_TOL_DEG, 0.5 * float(np.median(steps)) if steps.size else 0.0)
+    step = float(np.median(steps)) if steps.size else 0.0
+    tol = max(DEFOCUS_MIN_ANGLE_TOL_DEG, DEFOCUS_STEP_TOL * step)
     off = float(np.median(tilt - np.clip(tilt, lo, hi))) if tilt.size >= 5 else 0.0
     tlt_name = "the .tlt" if tlt_path is None else str(tlt_path)
     if abs(off) > DEFOCUS_MAX_OFFSET_DEG:
@@ -304,7 +312,7 @@ def _check_defocus_angles(
             "numbered differently)",
             line=table.line_of(i),
         )
-    if abs(off) > DEFOCUS_MIN_ANGLE_TOL_DEG:  # smaller offsets are the scatter of refined angles
+    if abs(off) > DEFOCUS_OFFSET_WARN_DEG:  # smaller offsets are the scatter of refined angles
         log.warning(
             "%s: the .defocus angles are offset by %+.2f° from %s; paired by view number",
             path, -off, tlt_name,

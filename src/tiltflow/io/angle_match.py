@@ -11,7 +11,10 @@ the same pre-exposure, silently. Here:
    brings most tilts within tolerance) and removed, if it is within ``MAX_OFFSET_DEG``;
 3. the assignment is one-to-one (Hungarian algorithm on the angle differences; ties go to the
    earlier entry, as in RELION);
-4. every matched pair must agree within half the tilt step of the record.
+4. every matched pair must agree within :data:`STEP_TOL` (3/4) of the record's tilt step: the
+   .tlt holds IMOD's refined angles, which scatter about the nominal ones by up to a degree or
+   so (at a 2° step, half a step refused valid series); a one-to-one assignment stays ordered
+   while the scatter is below the step, and a duplicated or missing angle is a whole step off.
 
 Any failure is one :class:`~tiltflow.errors.InputError` naming the file. Without an offset and
 with one entry per tilt the result equals RELION 4's nearest-angle matching.
@@ -33,6 +36,8 @@ log = logging.getLogger("tiltflow")
 
 #: a constant offset between the .tlt and the record larger than this is a wrong file
 MAX_OFFSET_DEG = 5.0
+#: a matched pair may differ by this fraction of the record's tilt step (after the offset)
+STEP_TOL = 0.75
 #: tilts needed before an offset is estimated (fewer: offset 0, plain RELION matching)
 MIN_TILTS_FOR_OFFSET = 5
 
@@ -99,8 +104,10 @@ def match_angles(
             "(angles and acquisition order)",
         )
     step = _step(r)
-    tol = 0.5 * step if np.isfinite(step) else float("inf")
-    off = _estimate_offset(t, r, tol)
+    tol = STEP_TOL * step if np.isfinite(step) else float("inf")
+    # the offset search caps each tilt's distance at half a step (a whole step off is the
+    # neighbouring entry, not a worse match of this one)
+    off = _estimate_offset(t, r, 0.5 * step if np.isfinite(step) else float("inf"))
     if abs(off) > MAX_OFFSET_DEG:
         raise InputError(
             path,
@@ -119,7 +126,7 @@ def match_angles(
             path,
             f"tilt {worst + 1} ({t[worst]:.2f}°) matches no {one}: the nearest free one is "
             f"{r[entry[worst]]:.2f}° ({resid[worst]:.2f}° away after removing a constant offset of "
-            f"{off:+.2f}°; tolerance {tol:.2f}° = half the tilt step). Check that the .tlt and "
+            f"{off:+.2f}°; tolerance {tol:.2f}° = 3/4 of the tilt step). Check that the .tlt and "
             f"this file describe the same tilt series (duplicated or missing angles?)",
         )
     if abs(off) >= 0.05:

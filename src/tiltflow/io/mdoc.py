@@ -271,7 +271,7 @@ def pre_exposure_from_mdoc(
     """Pre-exposure (e/Å²) of each tilt from the mdoc acquisition order.
 
     Each tilt is matched to its own mdoc section (:func:`tiltflow.io.angle_match.match_angles`:
-    nearest angle after removing a constant tilt offset, one-to-one, within half the tilt step;
+    nearest angle after removing a constant tilt offset, one-to-one, within 3/4 of the tilt step;
     ties: the one acquired first; ``path`` is named in errors). A section's dose is its ``ExposureDose`` when > 0, else ``fractional_dose``; a tilt's
     pre-exposure is the sum of the doses of all sections acquired before its section.
     """

@@ -76,7 +76,7 @@ def pre_exposure_from_order(
     """Pre-exposure (e/Å²) of each tilt from an order list, as RELION 4 computes it.
 
     Each tilt is matched to its own order entry (:func:`tiltflow.io.angle_match.match_angles`:
-    nearest angle after removing a constant tilt offset, one-to-one, within half the tilt step;
+    nearest angle after removing a constant tilt offset, one-to-one, within 3/4 of the tilt step;
     ``path`` is named in errors); its pre-exposure is the
     0-based chronological rank of that entry (its position after a stable sort of the order list
     by the index column) times ``dose_per_tilt``. For an order list already in chronological

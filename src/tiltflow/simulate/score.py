@@ -80,10 +80,10 @@ def run_case(
     os.chdir(work)
     try:
         p = SimulationParams.from_preset(
-            # per-view tilt perturbation up to 1° (0.75° at a 2° step: the importer matches the
-            # .defocus views by angle within max(1°, half the step) and refuses beyond)
+            # per-view tilt perturbation up to 1° (the .tlt's refined angles against the
+            # nominal ones of the .defocus and the order list)
             preset, raw_size=(size, size), pixel_size=angpix,
-            perturb_tilt_deg=min(1.0, 0.375 * tilt_step), perturb_rotation_deg=0.5,
+            perturb_tilt_deg=1.0, perturb_rotation_deg=0.5,
             perturb_shift_px=10.0, perturb_mag=0.01, seed=seed, tilt_step=tilt_step,
             bead_radius_A=radius_A, small_bead_radius_A=radius_A / 2,
         )
