@@ -517,13 +517,14 @@ def _fit_batch(
     """Sub-pixel bead centres by a windowed least-squares fit of the projected-sphere profile.
 
     Model per window (a disc of ``1.5 r + 2`` px about the rounded centre, image pixels only):
-    ``a + g·(dx, dy) + b·S(|x - c|)`` (+ ``b2·S(|x - c_nbr|)`` for a known overlapping neighbour),
+    ``a + g·(dx, dy) + b·S(|x - c|)`` (+ ``b_q·S(|x - c_q|)`` for known overlapping neighbours),
     linear in ``(a, g, b)`` and Gauss-Newton in ``c``. Vectorised over the positions; the normal
     equations are built from per-window sums (no design matrices). The windows are re-centred
     between rounds: a first round on every ``r // 6``-th pixel (large beads), a second on means
     over blocks of :func:`fine_block` px, and for blocks > 1 px a last Gauss-Newton step on every
     pixel (:data:`N_LAST`), which keeps the full-resolution precision. ``max_move`` (default one bead radius) bounds how far a centre may move from its start
-    before the fit is marked not ok. ``nbr_x, nbr_y`` (NaN = none): see above.
+    before the fit is marked not ok. ``nbr_x, nbr_y``: the neighbours' centres, (k,) or (k, q)
+    for up to q neighbours per window (a touching triangle), NaN = none.
     """
     frames = np.asarray(frames, dtype=np.int64)
     x0 = np.asarray(x0, dtype=np.float64)
@@ -544,11 +545,13 @@ def _fit_batch(
     max_move = radius_px if max_move is None else max_move
     cx, cy = x0.copy(), y0.copy()
     has_nbr = nbr_x is not None and nbr_y is not None and bool(np.isfinite(np.asarray(nbr_x)).any())
+    nq = 0  # overlapping neighbours modelled per window (columns of nbr_x / nbr_y)
     if has_nbr:
-        nx = np.asarray(nbr_x, dtype=np.float64)
-        ny = np.asarray(nbr_y, dtype=np.float64)
-        nb_ok = np.isfinite(nx) & np.isfinite(ny)
-    nc = 5 if has_nbr else 4
+        nx = np.asarray(nbr_x, dtype=np.float64).reshape(k, -1)
+        ny = np.asarray(nbr_y, dtype=np.float64).reshape(k, -1)
+        nb_ok = np.isfinite(nx) & np.isfinite(ny)  # (k, nq)
+        nq = nx.shape[1]
+    nc = 4 + nq
 
     def dot(a: F64, b: F64) -> F64:
         return np.einsum("kp,kp->k", a, b)
@@ -599,15 +602,22 @@ def _fit_batch(
         base[:, 2, 2] = wy @ dyw
         atv_base = np.stack([v.sum(axis=1), v @ dxw, v @ dyw], axis=1)
         vv = dot(v, v)
-        if has_nbr:
-            rn = np.sqrt((X - nx[:, None]) ** 2 + (Y - ny[:, None]) ** 2)
-            sn = np.where(nb_ok[:, None], _lookup(stab, np.nan_to_num(rn, nan=0.0), inv_step), 0.0)
-            sn = sn * wgt
-            base[:, 0, 4] = base[:, 4, 0] = sn.sum(axis=1)
-            base[:, 1, 4] = base[:, 4, 1] = sn @ dxw
-            base[:, 2, 4] = base[:, 4, 2] = sn @ dyw
-            base[:, 4, 4] = dot(sn, sn) + (~nb_ok) * 1.0  # no neighbour: keep AtA regular
-            svn = dot(v, sn)
+        sns: list[F64] = []  # each neighbour's profile over the window (0 where none)
+        svn: list[F64] = []
+        for q in range(nq):
+            rn = np.sqrt((X - nx[:, q, None]) ** 2 + (Y - ny[:, q, None]) ** 2)
+            sn = np.where(
+                nb_ok[:, q, None], _lookup(stab, np.nan_to_num(rn, nan=0.0), inv_step), 0.0
+            ) * wgt
+            c = 4 + q
+            base[:, 0, c] = base[:, c, 0] = sn.sum(axis=1)
+            base[:, 1, c] = base[:, c, 1] = sn @ dxw
+            base[:, 2, c] = base[:, c, 2] = sn @ dyw
+            for q2, sn2 in enumerate(sns):
+                base[:, c, 4 + q2] = base[:, 4 + q2, c] = dot(sn, sn2)
+            base[:, c, c] = dot(sn, sn) + (~nb_ok[:, q]) * 1.0  # no neighbour: AtA regular
+            sns.append(sn)
+            svn.append(dot(v, sn))
         for _ in range(iters):
             ddx = X - cx[:, None]
             ddy = Y - cy[:, None]
@@ -624,9 +634,9 @@ def _fit_batch(
             atv = np.empty((k, nc))
             atv[:, :3] = atv_base
             atv[:, 3] = dot(v, s)
-            if has_nbr:
-                ata[:, 3, 4] = ata[:, 4, 3] = dot(ws, sn)
-                atv[:, 4] = svn
+            for q, sn in enumerate(sns):
+                ata[:, 3, 4 + q] = ata[:, 4 + q, 3] = dot(ws, sn)
+                atv[:, 4 + q] = svn[q]
             ata += np.eye(nc)[None] * 1e-9
             lin = np.linalg.solve(ata, atv[..., None])[..., 0]
             b = lin[:, 3]
@@ -636,8 +646,8 @@ def _fit_batch(
                 + lin[:, 2:3] * dyw[None, :]
                 + b[:, None] * s
             )
-            if has_nbr:
-                model = model + lin[:, 4:5] * sn
+            for q, sn in enumerate(sns):
+                model = model + lin[:, 4 + q : 5 + q] * sn
             resid = v - model * wgt
             jfac = -b[:, None] * ds / np.where(r > 1e-9, r, 1.0) * wgt
             jx = jfac * ddx
@@ -653,8 +663,8 @@ def _fit_batch(
                 jta[:, row_i, 1] = jj @ dxw
                 jta[:, row_i, 2] = jj @ dyw
                 jta[:, row_i, 3] = dot(jj, s)
-                if has_nbr:
-                    jta[:, row_i, 4] = dot(jj, sn)
+                for q, sn in enumerate(sns):
+                    jta[:, row_i, 4 + q] = dot(jj, sn)
             corr = jta @ np.linalg.solve(ata, np.transpose(jta, (0, 2, 1)))  # (k, 2, 2)
             jxx, jxy, jyy = jxx - corr[:, 0, 0], jxy - corr[:, 0, 1], jyy - corr[:, 1, 1]
             damp = 1e-6 + 1e-3 * np.abs(jxx + jyy)
