@@ -132,9 +132,8 @@ def fmt_range(values: Any, fmt: str = "{:.3g}") -> str:
 def star_column(path: str | Path, block: str, label: str) -> Any:
     """Column ``label`` of ``block`` of a STAR file as floats (empty when absent)."""
     import numpy as np
-    import pandas as pd
 
-    from tiltflow.io.star import read_star
+    from tiltflow.io.star import float_column, read_star
 
     blocks = read_star(path)
     df = blocks.get(block)
@@ -142,4 +141,4 @@ def star_column(path: str | Path, block: str, label: str) -> Any:
         df = next(iter(blocks.values()))
     if df is None or label not in df.columns:
         return np.empty(0)
-    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+    return float_column(df, label)

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from tiltflow.align.frames import Frames, Updates, tilt_angles_deg
 from tiltflow.geometry import project
+from tiltflow.io.star import float_column
 from tiltflow.model import Tomogram
 
 F64 = NDArray[np.float64]
@@ -257,10 +258,6 @@ def report_blocks(result: AlignResult) -> dict[str, dict[str, list]]:
     return {"summary": summary, "tilts": tilts, "beads": beads}
 
 
-def _col(df: pd.DataFrame, label: str) -> NDArray[np.float64]:
-    """Column ``label`` of a side-file table as floats."""
-    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
-
 
 def plot_align(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
     """Write the residual plot (PNG, matplotlib Agg) from the blocks of ``align_<name>.star``
@@ -278,15 +275,15 @@ def plot_align(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
     b = tables["beads"]
     s = tables["summary"].iloc[0]
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
-    ang = _col(t, "tfTiltAngleDeg")
+    ang = float_column(t, "tfTiltAngleDeg")
     order = np.argsort(ang)
     a = ax[0, 0]
-    has = _col(t, "tfNObs") > 0
-    mean_t = np.where(has, _col(t, "tfMeanResidualPx"), np.nan)
-    max_t = np.where(has, _col(t, "tfMaxResidualPx"), np.nan)
+    has = float_column(t, "tfNObs") > 0
+    mean_t = np.where(has, float_column(t, "tfMeanResidualPx"), np.nan)
+    max_t = np.where(has, float_column(t, "tfMaxResidualPx"), np.nan)
     a.plot(ang[order], mean_t[order], "o-", ms=3, label="mean")
     a.plot(ang[order], max_t[order], "s:", ms=3, label="max")
-    fl = _col(t, "tfFlagged") != 0
+    fl = float_column(t, "tfFlagged") != 0
     if np.any(fl):
         a.plot(ang[fl], np.zeros(fl.sum()), "rx", ms=8, label="flagged (as imported)")
     a.set_xlabel("tilt angle (deg)")
@@ -294,25 +291,25 @@ def plot_align(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
     a.set_title("residual per tilt")
     a.legend(fontsize=8)
     a = ax[0, 1]
-    bead = _col(b, "tfBeadIndex")
-    a.bar(bead, _col(b, "tfMeanResidualPx"), color="C0", label="mean")
-    a.plot(bead, _col(b, "tfMaxResidualPx"), "k_", ms=8, label="max")
+    bead = float_column(b, "tfBeadIndex")
+    a.bar(bead, float_column(b, "tfMeanResidualPx"), color="C0", label="mean")
+    a.plot(bead, float_column(b, "tfMaxResidualPx"), "k_", ms=8, label="max")
     a.set_xlabel("bead")
     a.set_ylabel("residual (px)")
     a.set_title("residual per bead")
     a.legend(fontsize=8)
     a = ax[1, 0]
-    a.plot(ang[order], _col(t, "tfDShiftXPx")[order], "o-", ms=3, label="d shift x")
-    a.plot(ang[order], _col(t, "tfDShiftYPx")[order], "o-", ms=3, label="d shift y")
+    a.plot(ang[order], float_column(t, "tfDShiftXPx")[order], "o-", ms=3, label="d shift x")
+    a.plot(ang[order], float_column(t, "tfDShiftYPx")[order], "o-", ms=3, label="d shift y")
     a.set_xlabel("tilt angle (deg)")
     a.set_ylabel("px")
     a.set_title("shift change (at tomogram centre)")
     a.legend(fontsize=8)
     a = ax[1, 1]
-    a.plot(ang[order], _col(t, "tfDRotDeg")[order], "o-", ms=3, label="d rotation (deg)")
-    a.plot(ang[order], _col(t, "tfDTiltDeg")[order], "o-", ms=3, label="d tilt (deg)")
-    a.plot(ang[order], 100 * _col(t, "tfDMag")[order], "o-", ms=3, label="d magnification (%)")
-    third = _col(t, "tfDThirdDeg")
+    a.plot(ang[order], float_column(t, "tfDRotDeg")[order], "o-", ms=3, label="d rotation (deg)")
+    a.plot(ang[order], float_column(t, "tfDTiltDeg")[order], "o-", ms=3, label="d tilt (deg)")
+    a.plot(ang[order], 100 * float_column(t, "tfDMag")[order], "o-", ms=3, label="d magnification (%)")
+    third = float_column(t, "tfDThirdDeg")
     if np.any(third != 0):
         a.plot(ang[order], third[order], "o-", ms=3, label="d third angle (deg)")
     a.set_xlabel("tilt angle (deg)")

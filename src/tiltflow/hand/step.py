@@ -29,7 +29,7 @@ from tiltflow.hand.params import HandParams
 from tiltflow.io.atomic import write_with_atomic
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.mrc import open_stack
-from tiltflow.io.star import write_star
+from tiltflow.io.star import float_column, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 
@@ -127,10 +127,6 @@ def write_hand_star(path: str | os.PathLike[str], res: HandResult) -> None:
     write_star(path, hand_side_blocks(res), header=header)
 
 
-def _col(df: pd.DataFrame, label: str) -> np.ndarray:
-    """Column ``label`` of a side-file table as floats (NaN where written ``nan``)."""
-    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
-
 
 def plot_hand(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
     """``hand_<name>.png`` from the blocks of ``hand_<name>.star`` as
@@ -147,18 +143,18 @@ def plot_hand(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) 
     st = tables["strips"]
     px = float(f["tfPixelSizeA"])
     slope, slope_se = float(f["tfSlope"]), float(f["tfSlopeSe"])
-    angle = _col(tl, "tfTiltAngleDeg")
-    intercept = _col(tl, "tfDefocusOffsetA")
+    angle = float_column(tl, "tfTiltAngleDeg")
+    intercept = float_column(tl, "tfDefocusOffsetA")
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11.0, 4.4), dpi=100)
     if len(st):
-        tilt = _col(st, "tfTiltIndex").astype(int)
-        depth_a = _col(st, "tfDepthPx") * px
+        tilt = float_column(st, "tfTiltIndex").astype(int)
+        depth_a = float_column(st, "tfDepthPx") * px
         off = np.where(np.isfinite(intercept[tilt]), intercept[tilt], 0.0)
-        y = _col(st, "tfDeltaDefocusA") - off
+        y = float_column(st, "tfDeltaDefocusA") - off
         cmap = plt.get_cmap("coolwarm")
         amax = max(float(np.nanmax(np.abs(angle))), 1.0)
         colours = cmap(0.5 + 0.5 * angle[tilt] / amax)
-        used = _col(st, "tfUsed") != 0
+        used = float_column(st, "tfUsed") != 0
         if used.any():
             ax.scatter(
                 depth_a[used],
@@ -203,8 +199,8 @@ def plot_hand(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) 
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=7)
-    t_slope, t_se = _col(tl, "tfSlope"), _col(tl, "tfSlopeSe")
-    meas = (_col(tl, "tfMeasured") != 0) & np.isfinite(t_slope)
+    t_slope, t_se = float_column(tl, "tfSlope"), float_column(tl, "tfSlopeSe")
+    meas = (float_column(tl, "tfMeasured") != 0) & np.isfinite(t_slope)
     if meas.any():
         bx.errorbar(
             angle[meas],

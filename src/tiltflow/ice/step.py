@@ -29,7 +29,7 @@ from tiltflow.io.atomic import write_with_atomic
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.mrc import read_stack
 from tiltflow.io.staging import OutputTransaction
-from tiltflow.io.star import write_star
+from tiltflow.io.star import float_column, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 
@@ -134,10 +134,6 @@ def write_ice_star(path: str | os.PathLike[str], res: IceResult) -> None:
     write_star(path, ice_side_blocks(res), header=header)
 
 
-def _col(df: pd.DataFrame, label: str) -> np.ndarray:
-    """Column ``label`` of a side-file table as floats (NaN where written ``nan``)."""
-    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
-
 
 def plot_ice(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
     """``ice_<name>.png`` from the blocks of ``ice_<name>.star`` as
@@ -153,10 +149,10 @@ def plot_ice(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -
     tilts = tables["tilts"]
     name = str(fit["tfTomoName"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    a = _col(tilts, "tfBeamAngleDeg")
+    a = float_column(tilts, "tfBeamAngleDeg")
     order = np.argsort(a)
     if str(fit["tfStatus"]) == STATUS_FALLBACK:
-        ax.plot(a[order], _col(tilts, "tfScaleFactor")[order], "-", color="C1",
+        ax.plot(a[order], float_column(tilts, "tfScaleFactor")[order], "-", color="C1",
                 label="fallback: cos(angle)")
         ax.set_ylabel("scale factor")
         ax.set_title(f"{name}: not fitted (fallback cos)")
@@ -164,14 +160,14 @@ def plot_ice(tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -
         lum = float(fit["tfLuminance"])
         t, t_sd, nm = (float(fit[k]) for k in (
             "tfRelativeThickness", "tfRelativeThicknessSd", "tfThicknessNm"))
-        used = _col(tilts, "tfUsedInFit") != 0
-        obs = _col(tilts, "tfDoseNormIntensity") / lum
+        used = float_column(tilts, "tfUsedInFit") != 0
+        obs = float_column(tilts, "tfDoseNormIntensity") / lum
         ax.plot(a[used], obs[used], "o", ms=4, color="C0", label="measured (used)")
         if (~used).any():
             ax.plot(a[~used], obs[~used], "x", ms=6, color="C3", label="measured (left out)")
         ax.plot(
             a[order],
-            (_col(tilts, "tfFitIntensity") / lum)[order],
+            (float_column(tilts, "tfFitIntensity") / lum)[order],
             "-",
             color="C1",
             label=f"fit: t = {t:.3f} ± {t_sd:.3f}",

@@ -187,6 +187,12 @@ def read_star(
     return out
 
 
+def float_column(df: pd.DataFrame, label: str) -> np.ndarray:
+    """Column ``label`` of a table read by :func:`read_star` as floats (NaN where the text is
+    not a number, e.g. the ``nan`` of side files)."""
+    return pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+
+
 def _row_length_fault(path: Path) -> tuple[int, str] | None:
     """The first loop row whose number of values differs from its block's labels, as
     ``(line, message)`` (naming the label of a ``[a, b, c, d]`` vector written with spaces), or

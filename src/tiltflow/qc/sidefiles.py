@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tiltflow.errors import TiltflowError
+from tiltflow.io.star import float_column
 
 #: quantity -> candidate (file kind, block, column) names tried in order; the first present wins
 ASSUMED: dict[str, tuple[str, ...]] = {
@@ -181,7 +182,7 @@ class SideFiles:
         for label in ASSUMED[quantity]:
             if label in df.columns:
                 try:
-                    values = pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+                    values = float_column(df, label)
                 except (TypeError, ValueError):
                     continue
                 self.used[quantity] = f"{where}:_{label}"
@@ -220,7 +221,7 @@ class SideFiles:
             return out
         for label in df.columns:
             if DELTA_PATTERN.match(str(label)):
-                values = pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+                values = float_column(df, label)
                 out[str(label)] = values
                 self.used[f"delta:{label}"] = f"{where}:_{label}"
         return out
