@@ -34,6 +34,7 @@ from scipy.special import spherical_jn
 
 from tiltflow.backend import fft_workers, get_fft, get_ndimage, to_numpy
 from tiltflow.io.mrc import release_pages, require_finite
+from tiltflow.threads import thread_map
 
 F64 = NDArray[np.float64]
 
@@ -266,15 +267,10 @@ def detect_peaks_scales(
         return out
 
     starts = list(range(0, n, chunk))
-    if xp is np and threads > 1 and len(starts) > 1:
-        # chunks in parallel (numpy, pocketfft and ndimage release the GIL); FFTs single-threaded
+    parallel = xp is np and threads > 1 and len(starts) > 1
+    if parallel:  # chunks in parallel, each chunk's FFTs single-threaded
         kw = fft_workers(xp, 1)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(one_chunk, starts))
-    else:
-        results = [one_chunk(st) for st in starts]
+    results = thread_map(one_chunk, starts, threads if parallel else 1)
 
     def cat(parts: list[np.ndarray], dt: type[np.generic]) -> np.ndarray:
         return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
@@ -426,13 +422,7 @@ def fit_beads(
         release_pages(stack)
         return fit
 
-    if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            fits = list(pool.map(run, parts))
-    else:
-        fits = [run(sl) for sl in parts]
+    fits = thread_map(run, parts, threads)
     return BeadFit(
         *(np.concatenate([getattr(f, name) for f in fits])
           for name in ("x", "y", "amplitude", "significance", "rms", "ok"))

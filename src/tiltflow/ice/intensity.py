@@ -22,7 +22,6 @@ pixels after dropping those further than ``clip_sigma`` robust σ from the media
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +31,7 @@ from scipy import ndimage
 from tiltflow.errors import InputError
 from tiltflow.geometry import project, tomogram_centre
 from tiltflow.io.mrc import nonfinite_error, release_pages
+from tiltflow.threads import thread_map
 
 F64 = NDArray[np.float64]
 
@@ -343,20 +343,6 @@ class TiltIntensities:
     binning: int = 1  #: bin factor of the statistics
 
 
-def _each_frame(fn: Callable[[int], None], n: int, threads: int) -> None:
-    """``fn(f)`` for every frame ``f < n``, on ``threads`` threads; an exception is raised for
-    the first frame (in frame order) that raised one."""
-    if threads <= 1 or n < 2:
-        for f in range(n):
-            fn(f)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(threads, n)) as pool:
-        for _ in pool.map(fn, range(n)):  # results in frame order: the first failure raises
-            pass
-
-
 def measure_intensities(
     stack: NDArray,
     proj: ArrayLike,
@@ -442,7 +428,7 @@ def measure_intensities(
         del frame, raw, rows
         release_pages(stack, f, f + 1)  # resident memory stays one frame per thread
 
-    _each_frame(read_frame, n, threads)
+    thread_map(read_frame, range(n), threads)  # the first bad frame (in order) raises
     ff = None
     if ff_binned is not None:
         sm_ff = ndimage.gaussian_filter(ff_binned, (0, 1.0, 1.0), mode="nearest")
@@ -490,7 +476,7 @@ def measure_intensities(
         masked[f] = 1.0 - nkeep / keep.size
         out_mean[f] = robust_mean(img[keep], clip_sigma) if nkeep else np.nan
 
-    _each_frame(measure_frame, n, threads)
+    thread_map(measure_frame, range(n), threads)
     return TiltIntensities(out_mean, raw_mean, frame_mean, raw_std, neg, npx, windows, masked, bm)
 
 
