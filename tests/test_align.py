@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tiltflow.align import AlignParams, align_tomogram, tilt_angles_deg, tilt_axis, triangulate
@@ -12,6 +11,7 @@ from tiltflow.align.frames import Updates, frames, predict, updated_matrices
 from tiltflow.align.synthetic import reprojection_error, synthetic_case
 from tiltflow.errors import ConfigError
 from tiltflow.geometry import ImodGeometry, project, projection_matrices, tomogram_centre
+from tiltflow.io.star import StarBlock
 
 NO_PERTURBATION = dict(tilt_err_deg=0.0, rot_err_deg=0.0, shift_err_px=0.0, mag_err=0.0)
 
@@ -135,8 +135,8 @@ def test_analytic_jacobian_matches_finite_differences() -> None:
         fr,
         lay,
         case.beads_init,
-        o["bead"].to_numpy(),
-        o["tilt"].to_numpy(),
+        o["bead"],
+        o["tilt"],
         o[["x", "y"]].to_numpy(),
         prm,
         300.0,
@@ -178,14 +178,14 @@ def test_perturbed_alignment_is_recovered(
     assert res.summary["status"] == "refined" and res.messages == []
     # every gross outlier was dropped, every withheld detection picked up by its own bead
     o = res.observations
-    assert set(o["status"].iloc[case.outlier_rows]) == {"outlier"}
+    assert set(o["status"][case.outlier_rows]) == {"outlier"}
     np.testing.assert_array_equal(
-        o["bead"].to_numpy()[case.withheld_rows], case.obs_true_bead[case.withheld_rows]
+        o["bead"][case.withheld_rows], case.obs_true_bead[case.withheld_rows]
     )
-    assert np.all(o["picked_up"].to_numpy()[case.withheld_rows])
+    assert np.all(o["picked_up"][case.withheld_rows])
     # no spurious detection was attached to a bead
     spurious = case.obs_true_bead < 0
-    assert np.all(o["bead"].to_numpy()[spurious] == -1)
+    assert np.all(o["bead"][spurious] == -1)
 
 
 def test_noise_free_recovery_is_exact() -> None:
@@ -268,7 +268,7 @@ def test_tilt_without_beads_is_flagged_and_kept() -> None:
     obs = case.obs[case.obs["tilt"] != 17].reset_index(drop=True)
     res = align_tomogram(case.imported, case.beads_init, obs, AlignParams())
     np.testing.assert_array_equal(res.tomogram.proj[17], case.imported.proj[17])
-    row = res.tilts.iloc[17]
+    row = res.tilts.row(17)
     assert bool(row["flagged"]) and row["flag"] == "too_few_beads" and row["n_obs"] == 0
     assert int(res.tilts["flagged"].sum()) == 1
     assert any(m.startswith("tilt 17 ") and "kept as imported" in m for m in res.messages)
@@ -289,11 +289,11 @@ def test_beads_in_one_plane_keep_tilt_angles() -> None:
     rng = np.random.default_rng(0)
     o = case.obs.copy()
     real = case.obs_true_bead >= 0
-    xy = true_2d[o["tilt"].to_numpy()[real], case.obs_true_bead[real]] + rng.normal(
+    xy = true_2d[o["tilt"][real], case.obs_true_bead[real]] + rng.normal(
         0, 0.3, (int(real.sum()), 2)
     )
     o.loc[real, ["x", "y"]] = xy
-    a = o["bead"].to_numpy() >= 0
+    a = o["bead"] >= 0
     init = triangulate(
         case.imported.proj, o["bead"][a], o["tilt"][a], o[["x", "y"]].to_numpy()[a], 30
     )
@@ -327,10 +327,10 @@ def test_fixed_and_grouped_parameters() -> None:
         case.obs,
         AlignParams(rotation_grouping="single", magnification_grouping="grouped", group_size=10),
     )
-    rot = res.tilts["d_rot_deg"].to_numpy()
+    rot = res.tilts["d_rot_deg"]
     assert np.ptp(rot) < 1e-12 and abs(rot[0]) > 0
-    order = np.argsort(res.tilts["tilt_angle_deg"].to_numpy())
-    mag = res.tilts["d_mag"].to_numpy()[order]
+    order = np.argsort(res.tilts["tilt_angle_deg"])
+    mag = res.tilts["d_mag"][order]
     groups = np.arange(41) // 10
     for g in range(5):
         assert np.ptp(mag[groups == g]) < 1e-12
@@ -346,7 +346,7 @@ def test_fixed_and_grouped_parameters() -> None:
         case.obs,
         AlignParams(rotation_grouping="smooth", smoothing_weight=1e4),
     )
-    rot = res.tilts["d_rot_deg"].to_numpy()[order]
+    rot = res.tilts["d_rot_deg"][order]
     assert np.abs(np.diff(rot, 2)).max() < 1e-3
     assert np.ptp(rot) > 0.05
 
@@ -376,7 +376,7 @@ def test_observations_accept_tracks_labels_and_reject_bad_indices() -> None:
     nan_init[3] = np.nan
     c = align_tomogram(case.imported, nan_init, case.obs, AlignParams())
     assert np.all(np.isfinite(c.beads))
-    assert isinstance(c.observations, pd.DataFrame)
+    assert isinstance(c.observations, StarBlock) and len(c.observations) == len(case.obs)
 
 
 def test_auto_grouping_prior_weights_and_no_bias_on_even_counts() -> None:

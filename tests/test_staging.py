@@ -82,7 +82,7 @@ def project(tmp_path_factory) -> Path:
         run_align("fid/tomograms.star", "ali")
         # a sheet whose second row cannot be imported (its IMOD directory does not exist)
         df = read_sheet("sim/import.star")
-        df.loc[1, "rlnTomoImportImodDir"] = "sim/no_such_dir"
+        df["rlnTomoImportImodDir"][1] = "sim/no_such_dir"
         write_import_star(df, "bad_row2.star")
     finally:
         os.chdir(cwd)

@@ -26,10 +26,16 @@ import os
 import re
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
 from tiltflow.errors import InputError
-from tiltflow.io.star import WHITESPACE_REASON, read_star, refuse_whitespace, write_star
+from tiltflow.io.star import (
+    WHITESPACE_REASON,
+    StarBlock,
+    read_star_blocks,
+    refuse_whitespace,
+    write_star,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -89,11 +95,11 @@ def root_prefix(root: str) -> str:
     return root if not root or root.endswith("/") else root + "/"
 
 
-def cell(df: pd.DataFrame, i: int, label: str) -> str | None:
+def cell(df: StarBlock, i: int, label: str) -> str | None:
     """Text of row ``i`` (0-based) under ``label``; None when the column is absent or the cell empty."""
     if label not in df.columns:
         return None
-    v = df[label].iloc[i]
+    v = df[label][i]
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     text = str(v).strip()
@@ -108,7 +114,7 @@ def _label_of(column: str) -> str | None:
     return bare if bare in _FRIENDLY else None
 
 
-def _read_tsv(path: Path) -> pd.DataFrame:
+def _read_tsv(path: Path) -> StarBlock:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -166,10 +172,16 @@ def _read_tsv(path: Path) -> pd.DataFrame:
                 if lab != "rlnTomoName":  # names: checked (with the name rule) by tomogram_names
                     refuse_whitespace(v, f"column {c!r} value", path, line=n)
                 data[lab].append(v)
-    return pd.DataFrame(data)
+    return StarBlock(
+        "",
+        {
+            lab: np.array(v, dtype=np.float64 if lab in NUMERIC_LABELS else object)
+            for lab, v in data.items()
+        },
+    )
 
 
-def read_sheet(path: PathLike) -> pd.DataFrame:
+def read_sheet(path: PathLike) -> StarBlock:
     """The tomogram sheet as a table with RELION labels as columns (one row per tilt series).
 
     Raises InputError for a missing or malformed file, unknown TSV columns (naming the known
@@ -182,7 +194,7 @@ def read_sheet(path: PathLike) -> pd.DataFrame:
         raise InputError(path, "file not found (expected a tomogram sheet, .star or .tsv)")
     if is_star_sheet(path):
         text_labels = [lab for lab in SHEET_LABELS if lab not in NUMERIC_LABELS]
-        blocks = read_star(path, parse_as_string=text_labels)
+        blocks = read_star_blocks(path, parse_as_string=text_labels)
         if not blocks:
             raise InputError(path, "no data block found")
         df = next(iter(blocks.values()))
@@ -197,10 +209,10 @@ def read_sheet(path: PathLike) -> pd.DataFrame:
     for label in REQUIRED_LABELS:
         if label not in df.columns:
             raise InputError(path, f"missing required column _{label} (TSV: {_FRIENDLY[label]})")
-    return df.reset_index(drop=True)
+    return df
 
 
-def tomogram_names(df: pd.DataFrame, root: str = "", path: PathLike | None = None) -> list[str]:
+def tomogram_names(df: StarBlock, root: str = "", path: PathLike | None = None) -> list[str]:
     """Names of the sheet's tomograms in row order: rlnTomoName, or RELION 4's default from
     ``root`` + rlnTomoTiltSeriesName. Raises InputError (naming ``path``) on duplicates, a given
     name that does not match :data:`NAME_RE` or a default name holding whitespace."""
@@ -233,7 +245,7 @@ def sheet_names(path: PathLike, root: str = "") -> list[str]:
     return tomogram_names(read_sheet(path), root, path)
 
 
-def write_import_star(df: pd.DataFrame, path: PathLike) -> None:
+def write_import_star(df: StarBlock, path: PathLike) -> None:
     """Write a sheet table (from :func:`read_sheet`) as a RELION 4 import STAR.
 
     Known labels come in :data:`SHEET_LABELS` order, any others after them; numeric labels are

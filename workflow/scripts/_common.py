@@ -133,9 +133,9 @@ def star_column(path: str | Path, block: str, label: str) -> Any:
     """Column ``label`` of ``block`` of a STAR file as floats (empty when absent)."""
     import numpy as np
 
-    from tiltflow.io.star import float_column, read_star
+    from tiltflow.io.star import float_column, read_star_blocks
 
-    blocks = read_star(path)
+    blocks = read_star_blocks(path)
     df = blocks.get(block)
     if df is None and len(blocks) == 1:
         df = next(iter(blocks.values()))

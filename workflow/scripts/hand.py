@@ -18,9 +18,9 @@ def call(name, out_dir, params):
 
 
 def summarize(name, out_dir):
-    from tiltflow.io.star import read_star
+    from tiltflow.io.star import read_star_blocks
 
-    fit = read_star(snakemake.output.report)["fit"].iloc[0]  # noqa: F821
+    fit = read_star_blocks(snakemake.output.report)["fit"].row(0)  # noqa: F821
     numbers = {
         "status": str(fit["tfStatus"]),
         "rlnTomoHand": f"{float(fit['tfHandIn']):+g} -> {float(fit['tfHandOut']):+g}",

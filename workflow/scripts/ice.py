@@ -18,11 +18,11 @@ def call(name, out_dir, params):
 
 
 def summarize(name, out_dir):
-    from tiltflow.io.star import read_star
+    from tiltflow.io.star import read_star_blocks
     from tiltflow.io.tomograms import read_tomogram_set
 
-    fit = read_star(snakemake.output.report).get("fit")  # noqa: F821
-    status = str(fit["tfStatus"].iloc[0]) if fit is not None and "tfStatus" in fit else "n/a"
+    fit = read_star_blocks(snakemake.output.report).get("fit")  # noqa: F821
+    status = str(fit["tfStatus"][0]) if fit is not None and "tfStatus" in fit else "n/a"
     rel = star_column(snakemake.output.report, "fit", "tfRelativeThickness")  # noqa: F821
     nm = star_column(snakemake.output.report, "fit", "tfThicknessNm")  # noqa: F821
     tomo = read_tomogram_set(snakemake.output.star)[name]  # noqa: F821

@@ -19,9 +19,9 @@ along those directions, so they are met exactly at the optimum and do not bias t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
@@ -90,29 +90,35 @@ def _is_number(v: object) -> bool:
 
 
 def as_observations(obs: object, n_tilts: int, n_beads: int) -> Observations:
-    """Normalise observations given as a DataFrame (``bead, tilt, x, y[, score]`` or the tracks
+    """Normalise observations given as a table -- a tracks file's
+    :class:`~tiltflow.io.star.StarBlock` or a DataFrame -- (``bead, tilt, x, y[, score]`` or the tracks
     labels ``tfBeadIndex, tfTiltIndex, tfObsX, tfObsY[, tfScore]``) or a tuple
     ``(bead, tilt, x, y)`` of arrays; indices are checked against the tilt/bead counts."""
-    if isinstance(obs, pd.DataFrame):
+    columns = getattr(obs, "columns", None)  # a StarBlock (tracks file) or a pandas DataFrame
+    if columns is not None:
+        tab: Any = obs
         names = (
             ("bead", "tilt", "x", "y", "score")
-            if "bead" in obs.columns
+            if "bead" in columns
             else ("tfBeadIndex", "tfTiltIndex", "tfObsX", "tfObsY", "tfScore")
         )
-        missing = [c for c in names[:4] if c not in obs.columns]
+        missing = [c for c in names[:4] if c not in columns]
         if missing:
             raise ValueError(f"observations lack column(s) {missing}")
-        bead, tilt, x, y = (obs[c].to_numpy() for c in names[:4])
+        bead, tilt, x, y = (np.asarray(tab[c]) for c in names[:4])
         score = (
-            obs[names[4]].to_numpy(dtype=np.float64)
-            if names[4] in obs.columns
-            else np.ones(len(obs))
+            np.asarray(tab[names[4]], dtype=np.float64)
+            if names[4] in columns
+            else np.ones(len(tab))
         )
     else:
         bead, tilt, x, y = obs  # type: ignore[misc]
         score = np.ones(np.size(bead))
-    label = ("tfBeadIndex", "tfTiltIndex") if isinstance(obs, pd.DataFrame) and (
-        "tfBeadIndex" in obs.columns) else ("bead", "tilt")
+    label = (
+        ("tfBeadIndex", "tfTiltIndex")
+        if columns is not None and "tfBeadIndex" in columns
+        else ("bead", "tilt")
+    )
     bead = _index_column(bead, label[0])
     tilt = _index_column(tilt, label[1])
     xy = np.stack(

@@ -6,15 +6,18 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from tiltflow.align.frames import Frames, Updates, tilt_angles_deg
 from tiltflow.geometry import project
-from tiltflow.io.star import float_column
+from tiltflow.io.star import StarBlock, float_column
 from tiltflow.model import Tomogram
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 F64 = NDArray[np.float64]
 
@@ -49,9 +52,9 @@ class AlignResult:
 
     tomogram: Tomogram
     beads: F64
-    observations: pd.DataFrame
-    tilts: pd.DataFrame
-    beads_table: pd.DataFrame
+    observations: StarBlock
+    tilts: StarBlock
+    beads_table: StarBlock
     summary: dict[str, object]
     messages: list[str] = field(default_factory=list)
     updates: Updates | None = None
@@ -105,7 +108,8 @@ def build_report(
     status[dropped] = STATUS_OUTLIER
     status[assigned] = STATUS_EXCLUDED
     status[used] = STATUS_USED
-    observations = pd.DataFrame(
+    observations = StarBlock(
+        "observations",
         {
             "bead": cur,
             "tilt": tilt,
@@ -119,7 +123,7 @@ def build_report(
             "input_bead": ob.bead,  # type: ignore[attr-defined]
             "outlier_of": outlier_of,
             "picked_up": picked & assigned,
-        }
+        },
     )
 
     # ---- per tilt (statistics over the assigned observations, i.e. the tracks file rows)
@@ -141,7 +145,8 @@ def build_report(
         messages.append(
             f"tilt {f} ({ang0[f]:.1f} deg): {int(cnt_t[f])} bead(s) < min_beads_per_tilt; matrix kept as imported"
         )
-    tilts = pd.DataFrame(
+    tilts = StarBlock(
+        "tilts",
         {
             "tilt_index": np.arange(n),
             "tilt_angle_deg": ang1,
@@ -159,14 +164,15 @@ def build_report(
             "d_mag": upd.mag,
             "flagged": flagged,
             "flag": flag.astype(str),
-        }
+        },
     )
 
     # ---- per bead
     cnt_b, mean_b, max_b = _group_stats(cur[assigned], resid[assigned], m)
     n_out_b = np.bincount(outlier_of[dropped], minlength=m)
     n_pick_b = np.bincount(cur[assigned & picked], minlength=m)
-    beads_table = pd.DataFrame(
+    beads_table = StarBlock(
+        "beads",
         {
             "bead_index": np.arange(m),
             "x_px": beads[:, 0],
@@ -180,7 +186,7 @@ def build_report(
             "n_outliers": n_out_b,
             "n_picked_up": n_pick_b,
             "refined": act_b & refined,
-        }
+        },
     )
 
     r_a = resid[assigned]

@@ -7,8 +7,6 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from tiltflow.align.core import align_tomogram
 from tiltflow.align.params import AlignParams
 from tiltflow.align.report import AlignResult, render_align_figure, report_blocks
@@ -16,27 +14,28 @@ from tiltflow.errors import InputError
 from tiltflow.fiducials import io as fidio
 from tiltflow.io.guard import refuse_output_dir_over_inputs, tomogram_set_inputs
 from tiltflow.io.staging import OutputTransaction
-from tiltflow.io.star import refuse_whitespace, star_path, write_star
+from tiltflow.io.star import StarBlock, refuse_whitespace, star_path, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
 
 log = logging.getLogger(__name__)
 
 
-def tracks_table(result: AlignResult) -> pd.DataFrame:
+def tracks_table(result: AlignResult) -> StarBlock:
     """The updated tracks table: every input detection, bead -1 when unassigned (outliers too)."""
     o = result.observations
-    return pd.DataFrame(
+    return StarBlock(
+        fidio.TRACKS_BLOCK,
         {
-            "tfBeadIndex": o["bead"].to_numpy(),
-            "tfTiltIndex": o["tilt"].to_numpy(),
-            "tfObsX": o["x"].to_numpy(),
-            "tfObsY": o["y"].to_numpy(),
-            "tfFitX": o["fit_x"].to_numpy(),
-            "tfFitY": o["fit_y"].to_numpy(),
-            "tfResidual": o["residual"].to_numpy(),
-            "tfScore": o["score"].to_numpy(),
-        }
+            "tfBeadIndex": o["bead"],
+            "tfTiltIndex": o["tilt"],
+            "tfObsX": o["x"],
+            "tfObsY": o["y"],
+            "tfFitX": o["fit_x"],
+            "tfFitY": o["fit_y"],
+            "tfResidual": o["residual"],
+            "tfScore": o["score"],
+        },
     )
 
 

@@ -28,8 +28,8 @@ from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
 
+from tiltflow.assignment import min_cost_assignment
 from tiltflow.fiducials.detect import Detections, fit_beads
 from tiltflow.fiducials.shape import RADIUS_RANGE, appearance
 from tiltflow.fiducials.triangulate import (
@@ -142,7 +142,12 @@ def _assign(q: F64, gate: F64, pts: F64) -> tuple[NDArray[np.int64], NDArray[np.
     sub = d2[np.ix_(rows, cols)]
     big = 1e12
     sub = np.where(ok[np.ix_(rows, cols)], sub, big)
-    r, c = linear_sum_assignment(sub)
+    if sub.shape[0] <= sub.shape[1]:
+        r, c = min_cost_assignment(sub)
+    else:
+        c, r = min_cost_assignment(sub.T)
+        order = np.argsort(r)
+        r, c = r[order], c[order]
     good = sub[r, c] < big
     return rows[r[good]], cols[c[good]]
 

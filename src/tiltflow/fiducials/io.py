@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from tiltflow.errors import InputError
-from tiltflow.io.star import read_star, require_columns, write_star
+from tiltflow.io.star import StarBlock, read_star_blocks, require_columns, write_star
 from tiltflow.model import Tomogram
 
 F64 = NDArray[np.float64]
@@ -70,7 +69,7 @@ def write_fiducials(path: str | os.PathLike[str], xyz_px: F64, pixel_size: float
 
 def read_fiducials(path: str | os.PathLike[str], pixel_size: float) -> F64:
     """World positions (m, 3) in bin-1 px from a RELION fiducials STAR (first block, as RELION)."""
-    blocks = read_star(path)
+    blocks = read_star_blocks(path)
     if not blocks:
         raise InputError(path, "no data block: not a fiducials STAR file")
     name, df = next(iter(blocks.items()))
@@ -78,7 +77,7 @@ def read_fiducials(path: str | os.PathLike[str], pixel_size: float) -> F64:
         return np.zeros((0, 3))
     require_columns(df, FIDUCIAL_LABELS, path, name)
     try:
-        xyz = df[list(FIDUCIAL_LABELS)].to_numpy(dtype=np.float64)
+        xyz = np.stack([np.asarray(df[lab], dtype=np.float64) for lab in FIDUCIAL_LABELS], 1)
     except (TypeError, ValueError):
         raise InputError(path, "fiducial coordinates are not numbers") from None
     if not np.all(np.isfinite(xyz)):
@@ -107,24 +106,28 @@ class Tracks:
         return out
 
 
-def _tracks_from_frame(df: pd.DataFrame, path: str | os.PathLike[str]) -> Tracks:
+def _tracks_from_table(df: StarBlock, path: str | os.PathLike[str]) -> Tracks:
+    def col(label: str, dtype: type) -> np.ndarray:
+        return np.asarray(df[label], dtype=dtype)
+
     try:
         return Tracks(
-            bead=df["tfBeadIndex"].to_numpy(dtype=np.int64),
-            tilt=df["tfTiltIndex"].to_numpy(dtype=np.int64),
-            obs=df[["tfObsX", "tfObsY"]].to_numpy(dtype=np.float64).reshape(-1, 2),
-            fit=df[["tfFitX", "tfFitY"]].to_numpy(dtype=np.float64).reshape(-1, 2),
-            residual=df["tfResidual"].to_numpy(dtype=np.float64),
-            score=df["tfScore"].to_numpy(dtype=np.float64),
+            bead=col("tfBeadIndex", np.int64),
+            tilt=col("tfTiltIndex", np.int64),
+            obs=np.stack([col("tfObsX", np.float64), col("tfObsY", np.float64)], 1),
+            fit=np.stack([col("tfFitX", np.float64), col("tfFitY", np.float64)], 1),
+            residual=col("tfResidual", np.float64),
+            score=col("tfScore", np.float64),
         )
     except (TypeError, ValueError, KeyError):
         raise InputError(path, "tracks columns are missing or not numbers") from None
 
 
-def tracks_to_frame(tracks: Tracks) -> pd.DataFrame:
-    """The tracks as a DataFrame with columns :data:`TRACK_LABELS` (sorted by bead, tilt)."""
+def tracks_table(tracks: Tracks) -> StarBlock:
+    """The tracks as a table with columns :data:`TRACK_LABELS` (sorted by bead, tilt)."""
     order = np.lexsort((tracks.tilt, tracks.bead))
-    return pd.DataFrame(
+    return StarBlock(
+        TRACKS_BLOCK,
         {
             "tfBeadIndex": tracks.bead[order].astype(np.int64),
             "tfTiltIndex": tracks.tilt[order].astype(np.int64),
@@ -157,26 +160,27 @@ def bead_table(
     }
 
 
-def read_beads(path: str | os.PathLike[str]) -> pd.DataFrame | None:
+def read_beads(path: str | os.PathLike[str]) -> StarBlock | None:
     """The ``beads`` block of a tracks side file (fitted radius, anisotropy), or None."""
-    blocks = read_star(path)
+    blocks = read_star_blocks(path)
     return blocks.get(BEADS_BLOCK)
 
 
 def write_tracks(
     path: str | os.PathLike[str],
-    tracks: Tracks | pd.DataFrame,
+    tracks: Tracks | StarBlock,
     beads: dict[str, list] | None = None,
 ) -> None:
-    """Write the tracks side file (a :class:`Tracks` or a DataFrame with :data:`TRACK_LABELS`),
-    plus a ``beads`` block (:func:`bead_table`) when given."""
-    df = tracks_to_frame(tracks) if isinstance(tracks, Tracks) else tracks
+    """Write the tracks side file (a :class:`Tracks`, or a table with :data:`TRACK_LABELS`:
+    a :class:`~tiltflow.io.star.StarBlock` or a DataFrame), plus a ``beads`` block
+    (:func:`bead_table`) when given."""
+    df = tracks_table(tracks) if isinstance(tracks, Tracks) else tracks
     missing = [lab for lab in TRACK_LABELS if lab not in df.columns]
     if missing:
         raise ValueError(f"tracks table lacks columns {missing}")
     cols: dict[str, list] = {}
     for lab in TRACK_LABELS:
-        v = df[lab].to_numpy()
+        v = np.asarray(df[lab])
         cols[lab] = (
             [int(x) for x in v] if lab in ("tfBeadIndex", "tfTiltIndex") else [float(x) for x in v]
         )
@@ -186,20 +190,19 @@ def write_tracks(
     write_star(path, blocks, header=(STAR_VERSION_LINE,))
 
 
-def read_tracks(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The tracks table as a DataFrame (columns :data:`TRACK_LABELS`; no rows when empty)."""
-    blocks = read_star(path)
+def read_tracks(path: str | os.PathLike[str]) -> StarBlock:
+    """The tracks table (columns :data:`TRACK_LABELS`; no rows when empty)."""
+    blocks = read_star_blocks(path)
     if TRACKS_BLOCK not in blocks:
         raise InputError(path, f"no data_{TRACKS_BLOCK} block: not a tiltflow tracks file")
     df = blocks[TRACKS_BLOCK]
     if len(df) == 0:
-        return pd.DataFrame(
+        return StarBlock(
+            TRACKS_BLOCK,
             {
-                lab: pd.Series(
-                    dtype=np.int64 if lab in ("tfBeadIndex", "tfTiltIndex") else np.float64
-                )
+                lab: np.zeros(0, np.int64 if lab in ("tfBeadIndex", "tfTiltIndex") else np.float64)
                 for lab in TRACK_LABELS
-            }
+            },
         )
     require_columns(df, TRACK_LABELS, path, TRACKS_BLOCK)
     return df
@@ -207,7 +210,7 @@ def read_tracks(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def read_tracks_arrays(path: str | os.PathLike[str]) -> Tracks:
     """The tracks side file as a :class:`Tracks` (numpy arrays)."""
-    return _tracks_from_frame(read_tracks(path), path)
+    return _tracks_from_table(read_tracks(path), path)
 
 
 def set_fiducials(tomo: Tomogram) -> F64 | None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from tiltflow.errors import InputError
 from tiltflow.fiducials.io import set_fiducials
@@ -32,6 +32,9 @@ from tiltflow.io.staging import OutputTransaction
 from tiltflow.io.star import float_column, write_star
 from tiltflow.io.tomograms import read_tomogram_set, write_tomogram_set
 from tiltflow.model import Tomogram, TomogramSet
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: global RELION labels written by this step
 ICE_GLOBAL_LABELS: tuple[str, ...] = (

@@ -14,10 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tiltflow.errors import InputError
-from tiltflow.io.star import format_vector, parse_vector, read_star, require_columns, write_star
+from tiltflow.io.star import (
+    StarBlock,
+    format_vector,
+    parse_vector,
+    read_star_blocks,
+    require_columns,
+    write_star,
+)
 from tiltflow.model import OPTIONAL_GLOBAL_LABELS, Tomogram, TomogramSet
 
 GLOBAL_LABELS: tuple[str, ...] = (
@@ -114,6 +120,11 @@ def tomogram_set_blocks(tomo_set: TomogramSet) -> dict[str, dict[str, list]]:
     return blocks
 
 
+def _missing(v: object) -> bool:
+    """True for a value read as NaN (an optional column left empty as ``nan``)."""
+    return isinstance(v, (float, np.floating)) and bool(np.isnan(v))
+
+
 def _plain(v: Any) -> Any:
     """A numpy scalar as the Python value the STAR writer formats (int stays int)."""
     return v.item() if isinstance(v, np.generic) else v
@@ -126,9 +137,9 @@ def write_tomogram_set(
     write_star(path, tomogram_set_blocks(tomo_set), header=(STAR_VERSION_LINE, *comments))
 
 
-def _column(df: pd.DataFrame, label: str, path: Path, block: str, kind: type) -> np.ndarray:
+def _column(df: StarBlock, label: str, path: Path, block: str, kind: type) -> np.ndarray:
     try:
-        values = df[label].to_numpy()
+        values = df[label]
         arr = np.asarray(values, dtype=kind) if kind is not str else values.astype(str)
     except (ValueError, TypeError):
         raise InputError(
@@ -163,7 +174,7 @@ def _global_number(
 def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
     """Read a RELION 4 ``tomograms.star`` into a :class:`TomogramSet`."""
     path = Path(path)
-    blocks = read_star(path)
+    blocks = read_star_blocks(path)
     if "global" not in blocks:
         raise InputError(path, "no data_global block: not a RELION 4 tomogram set")
     g = blocks["global"]
@@ -178,7 +189,8 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
             "each tomogram needs its own name",
         )
     tomos = []
-    for row_no, (_, row) in enumerate(g.iterrows(), start=1):
+    for row_no in range(1, len(g) + 1):
+        row = g.row(row_no - 1)
         name = str(row["rlnTomoName"])
         if name not in blocks:
             raise InputError(
@@ -203,7 +215,7 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
         extra = {
             lab: row[lab]
             for lab in OPTIONAL_GLOBAL_LABELS
-            if lab in g.columns and pd.notna(row[lab])
+            if lab in g.columns and not _missing(row[lab])
         }
         extra = {
             k: (str(v) if k == "rlnTomoFiducialsStarFile" else float(v)) for k, v in extra.items()
@@ -213,7 +225,7 @@ def read_tomogram_set(path: str | os.PathLike[str]) -> TomogramSet:
             if lab not in GLOBAL_LABELS and lab not in OPTIONAL_GLOBAL_LABELS:
                 extra[lab] = _plain(row[lab])
         tilt_extra = {
-            lab: tb[lab].to_numpy() for lab in tb.columns if lab not in TILT_LABELS
+            lab: tb[lab] for lab in tb.columns if lab not in TILT_LABELS
         }
         where = f"data_global row {row_no} ({name})"
 

@@ -168,7 +168,7 @@ def score_case(
     rad_decl: list[float] = []
     rad_other: list[float] = []
     if side is not None and len(tr.bead):
-        rad_side = side["tfRadiusAngst"].to_numpy(float)
+        rad_side = np.asarray(side["tfRadiusAngst"], dtype=float)
         for bi in np.unique(tr.bead):
             sel = tr.bead == bi
             d = np.linalg.norm(tr.obs[sel][:, None, :] - true2d[tr.tilt[sel]], axis=2).mean(axis=0)
