@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import least_squares
 
 from tiltflow.errors import NoDataError
+from tiltflow.lm import levenberg_marquardt
 
 F64 = NDArray[np.float64]
 
@@ -188,12 +188,12 @@ def fit_beer_lambert(
             x0 = [best[1], best[2], best[3]] + ([q_fixed] if fit_q else [])
         else:
             x0 = list(x)
-        sol = least_squares(
-            lambda xx, ii: model(xx)[ii] - y[ii],
+        def resid(xx: F64, ii: NDArray[np.int64] = idx) -> F64:
+            return model(xx)[ii] - y[ii]
+
+        sol = levenberg_marquardt(
+            resid,
             np.asarray(x0, dtype=np.float64),
-            args=(idx,),
-            method="lm",
-            x_scale="jac",
             xtol=1e-12,
             ftol=1e-12,
             gtol=1e-12,
