@@ -139,17 +139,30 @@ def _assign(q: F64, gate: F64, pts: F64) -> tuple[NDArray[np.int64], NDArray[np.
     cols = np.flatnonzero(ok.any(axis=0))
     if rows.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    sub = d2[np.ix_(rows, cols)]
-    big = 1e12
-    sub = np.where(ok[np.ix_(rows, cols)], sub, big)
-    if sub.shape[0] <= sub.shape[1]:
-        r, c = min_cost_assignment(sub)
-    else:
-        c, r = min_cost_assignment(sub.T)
-        order = np.argsort(r)
-        r, c = r[order], c[order]
-    good = sub[r, c] < big
-    return rows[r[good]], cols[c[good]]
+    okc = ok[np.ix_(rows, cols)]
+    # a prediction whose gate holds one point that no other gate holds is matched to it in
+    # every optimal assignment: pair those directly, solve the rest (usually nothing)
+    single_r = okc.sum(axis=1) == 1
+    single_c = okc.sum(axis=0) == 1
+    only = np.argmax(okc, axis=1)
+    direct = single_r & single_c[only]
+    pr, pc = np.flatnonzero(direct), only[direct]
+    rest_r = np.flatnonzero(~direct)
+    rest_c = np.setdiff1d(np.arange(cols.size), pc)
+    out_r, out_c = [pr], [pc]
+    if rest_r.size and rest_c.size:
+        big = 1e12
+        sub = np.where(okc[np.ix_(rest_r, rest_c)], d2[np.ix_(rows[rest_r], cols[rest_c])], big)
+        if sub.shape[0] <= sub.shape[1]:
+            r, c = min_cost_assignment(sub)
+        else:
+            c, r = min_cost_assignment(sub.T)
+        good = sub[r, c] < big
+        out_r.append(rest_r[r[good]])
+        out_c.append(rest_c[c[good]])
+    rr, cc = np.concatenate(out_r), np.concatenate(out_c)
+    order = np.argsort(rr, kind="stable")
+    return rows[rr[order]], cols[cc[order]]
 
 
 def _vote_shift(q: F64, pts: F64, search: float, tol: float) -> F64 | None:
