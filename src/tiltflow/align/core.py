@@ -25,7 +25,6 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
-from scipy.spatial import cKDTree
 
 from tiltflow.align.frames import (
     Frames,
@@ -41,6 +40,7 @@ from tiltflow.align.params import AlignParams
 from tiltflow.align.report import AlignResult, build_report
 from tiltflow.errors import InputError
 from tiltflow.model import Tomogram
+from tiltflow.neighbours import nearest_within
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -590,10 +590,10 @@ def _reassociate(
             have[obs.tilt[cur >= 0], cur[cur >= 0]] = True
             miss_t, miss_b = np.nonzero(~have & act_t[:, None] & usable_b[None, :])
             if miss_t.size:
-                big = 1e7  # separates tilts in the KD tree
-                tree = cKDTree(np.column_stack([obs.xy[cand], obs.tilt[cand] * big]))
-                qp = np.column_stack([pred[miss_t, miss_b], miss_t * big])
-                dist, j = tree.query(qp, k=1, distance_upper_bound=radius)
+                dist, j = nearest_within(
+                    obs.xy[cand], pred[miss_t, miss_b], radius,
+                    point_groups=obs.tilt[cand], query_groups=miss_t,
+                )
                 ok = np.isfinite(dist)
                 # also reject a detection previously dropped as an outlier of this very bead
                 order = np.flatnonzero(ok)[np.argsort(dist[ok], kind="stable")]

@@ -42,6 +42,7 @@ from tiltflow.fiducials.triangulate import (
     robust_triangulate,
 )
 from tiltflow.geometry import beam_directions, tomogram_centre
+from tiltflow.neighbours import close_pairs
 
 F64 = NDArray[np.float64]
 
@@ -629,11 +630,7 @@ def _duplicates(xyz: F64, n_obs: NDArray[np.integer], dist: float) -> NDArray[np
     ok = cast(NDArray[np.bool_], np.isfinite(xyz).all(axis=1))
     if ok.sum() < 2:
         return drop
-    from scipy.spatial import cKDTree
-
-    pairs = cKDTree(
-        np.where(ok[:, None], xyz, 1e12 + np.arange(xyz.shape[0])[:, None] * 1e6)
-    ).query_pairs(dist, output_type="ndarray")
+    pairs = close_pairs(np.where(ok[:, None], xyz, np.nan), dist)
     if pairs.size == 0:
         return drop
     strength = np.maximum(n_obs[pairs[:, 0]], n_obs[pairs[:, 1]])

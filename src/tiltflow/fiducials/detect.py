@@ -34,6 +34,7 @@ from scipy.special import spherical_jn
 
 from tiltflow.backend import fft_workers, get_fft, get_ndimage, to_numpy
 from tiltflow.io.mrc import release_pages, require_finite
+from tiltflow.neighbours import close_pairs
 from tiltflow.threads import thread_map
 
 F64 = NDArray[np.float64]
@@ -124,10 +125,7 @@ def _local_maxima(
     y_i, x_i = y_i + 1, x_i + 1
     val = to_numpy(z[f_i, y_i, x_i]).astype(np.float64) if f_i.size else np.zeros(0)
     if f_i.size > 1 and half > 1:
-        from scipy.spatial import cKDTree
-
-        pts = np.column_stack([x_i, y_i, f_i * (4.0 * half + 10.0 + z.shape[1] + z.shape[2])])
-        pairs = cKDTree(pts).query_pairs(half, p=np.inf, output_type="ndarray")
+        pairs = close_pairs(np.column_stack([x_i, y_i]), half, chebyshev=True, groups=f_i)
         if pairs.size:
             order = np.lexsort((y_i * z.shape[2] + x_i, -val))  # high first, then raster
             rank = np.empty(f_i.size, np.int64)
@@ -742,10 +740,7 @@ def _dedupe(det: Detections, radius_px: float) -> Detections:
     """Drop detections within one radius of a higher peak in the same frame."""
     if len(det) < 2:
         return det
-    from scipy.spatial import cKDTree
-
-    pts = np.column_stack([det.x, det.y, det.frame * (10.0 * radius_px + 1e6)])
-    pairs = cKDTree(pts).query_pairs(radius_px, output_type="ndarray")
+    pairs = close_pairs(np.column_stack([det.x, det.y]), radius_px, groups=det.frame)
     if pairs.size == 0:
         return det
     drop = np.where(det.peak[pairs[:, 0]] >= det.peak[pairs[:, 1]], pairs[:, 1], pairs[:, 0])
