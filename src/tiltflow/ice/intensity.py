@@ -39,6 +39,26 @@ F64 = NDArray[np.float64]
 FLAT_FIELD_BINNED_SIDE = 128
 
 
+def _median(v: F64) -> float:
+    """``np.median`` of the 1-D float64 array ``v``, bit for bit, from one single-``kth`` partition.
+
+    ``np.median`` partitions at two indices (three, with its NaN check); numpy partitions at one
+    ~4-5x faster (its vectorised select; measured on 50k float64). For an even size the lower
+    middle value is the largest of the lower part, and the mean of the two is formed as numpy does.
+    """
+    n = v.size
+    if n == 0:
+        return float("nan")
+    k = n // 2
+    part = np.partition(v, k)
+    upper = float(part[k])
+    if np.isnan(part[k:].max()):  # NaN sorts last: numpy's median of such data is NaN
+        return float("nan")
+    if n % 2:
+        return upper
+    return (float(part[:k].max()) + upper) / 2.0
+
+
 def robust_mean(values: ArrayLike, clip_sigma: float = 5.0) -> float:
     """Mean of ``values`` after dropping those beyond ``clip_sigma`` robust σ of the median.
 
@@ -49,13 +69,17 @@ def robust_mean(values: ArrayLike, clip_sigma: float = 5.0) -> float:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("nan")
-    centre = float(np.median(v))
+    centre = _median(v)
     # very low, discrete counts (most pixels equal the median): MAD is 0 or coarse -> use std
-    discrete = 1.4826 * float(np.median(np.abs(v - centre))) <= 1.0 and np.all(v == np.round(v))
+    mad0 = 1.4826 * _median(np.abs(v - centre))
+    discrete = mad0 <= 1.0 and bool(np.all(v == np.round(v)))
     if discrete:
         centre = float(v.mean())
-    for _ in range(2):
-        sigma = float(np.std(v)) if discrete else 1.4826 * float(np.median(np.abs(v - centre)))
+    for i in range(2):
+        if discrete:
+            sigma = float(np.std(v))
+        else:  # the first pass is around the median: its MAD is mad0
+            sigma = mad0 if i == 0 else 1.4826 * _median(np.abs(v - centre))
         if sigma <= 0:
             sigma = float(np.std(v))
         if sigma <= 0:
@@ -156,6 +180,29 @@ def non_ice_mask(sm: F64, usable: NDArray[np.bool_] | None = None) -> NDArray[np
 REGION_SIDE = 128
 
 
+def _block_sum(x: NDArray, q: int) -> NDArray:
+    """``x[:hq*q, :wq*q].reshape(hq, q, wq, q).sum(axis=(1, 3))`` (float64 for float input, int64
+    for bool/uint8), with numpy's own summation order -- along each row of a block, then over the
+    rows, in sequence, which is how numpy reduces fewer than 8 contiguous elements -- but from
+    strided slices (numpy's multi-axis reduction over tiny blocks is ~5-10x slower). From 8 up
+    numpy sums pairwise, and a single row or column of blocks it may sum as one run: its own
+    reduction is used then."""
+    h, w = x.shape
+    hq, wq = h // q, w // q
+    x = x[: hq * q, : wq * q]
+    if x.dtype.kind in "bu":
+        x = x.astype(np.int64)
+    if q >= 8 or min(hq, wq) < 2:  # (a single block row/column: numpy may merge the axes)
+        return x.reshape(hq, q, wq, q).sum(axis=(1, 3))
+    cols = x[:, 0::q] + x[:, 1::q] if q > 1 else x.copy()
+    for j in range(2, q):
+        cols += x[:, j::q]
+    out = cols[0::q] + cols[1::q] if q > 1 else cols
+    for i in range(2, q):
+        out += cols[i::q]
+    return out
+
+
 def _non_ice_regions(
     img: F64, usable: NDArray[np.bool_], sigma: float, margin: float
 ) -> NDArray[np.bool_]:
@@ -165,12 +212,11 @@ def _non_ice_regions(
     hb, wb = img.shape
     q = max(1, min(hb, wb) // REGION_SIDE)
     if q > 1:
-        hq, wq = hb // q, wb // q
-        coarse = img[: hq * q, : wq * q].reshape(hq, q, wq, q).mean(axis=(1, 3))
-        use = usable[: hq * q, : wq * q].reshape(hq, q, wq, q).mean(axis=(1, 3)) > 0.5
+        coarse = _block_sum(img, q) / (q * q)
+        use = 2 * _block_sum(usable.view(np.uint8), q) > q * q  # more than half usable
     else:
         coarse, use = img, usable
-    other = non_ice_mask(ndimage.gaussian_filter(coarse, sigma / q, mode="nearest"), use)
+    other = non_ice_mask(_gauss(coarse, sigma / q), use)
     if not other.any():
         return np.zeros(img.shape, bool)
     other = ndimage.binary_dilation(other, structure=_disc(max(1.0, margin / q)))
@@ -240,8 +286,20 @@ def _flat_at(ff: F64, b: int, y0: float, x0: float, hh: int, ww: int, step: int 
     off = (step - 1) / 2.0 - (b - 1) / 2.0
     yy = (y0 + step * np.arange(hh, dtype=np.float64) + off) / b
     xx = (x0 + step * np.arange(ww, dtype=np.float64) + off) / b
-    gy, gx = np.meshgrid(yy, xx, indexing="ij")
-    return ndimage.map_coordinates(ff, [gy, gx], order=1, mode="nearest")
+    # bilinear interpolation on a regular grid is separable: along y (rows of ff), then along x
+    # -- what map_coordinates(order=1, mode="nearest") gives (coordinates clamped to the grid)
+    iy, ty = _linear_taps(yy, ff.shape[0])
+    ix, tx = _linear_taps(xx, ff.shape[1])
+    rows = ff[iy] * (1.0 - ty)[:, None] + ff[iy + (ff.shape[0] > 1)] * ty[:, None]
+    return rows[:, ix] * (1.0 - tx) + rows[:, ix + (ff.shape[1] > 1)] * tx
+
+
+def _linear_taps(c: F64, n: int) -> tuple[NDArray[np.intp], F64]:
+    """Lower grid index and weight of the upper one for linear interpolation at ``c`` on a grid of
+    ``n`` points, ``c`` clamped to [0, n - 1] (the edge value is repeated beyond it)."""
+    c = np.clip(c, 0.0, n - 1.0)
+    i = np.minimum(np.floor(c).astype(np.intp), max(n - 2, 0))
+    return i, c - i
 
 
 #: local-mean scales of :func:`dense_object_mask`, × the bead radius (Gaussian σ = half of it)
@@ -250,14 +308,32 @@ DENSE_SCALES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 DENSE_MAX_SCALE_DIVISOR = 16.0
 
 
-def _masked_smooth(img: F64, keep: NDArray[np.bool_], sigma: float) -> F64:
-    """Gaussian local mean of ``img`` over the ``keep`` pixels only (NaN where they weigh < 0.2)."""
-    wgt = ndimage.gaussian_filter(keep.astype(np.float64), sigma, mode="nearest")
-    val = ndimage.gaussian_filter(np.where(keep, img, 0.0), sigma, mode="nearest")
-    out = np.full(img.shape, np.nan)
-    ok = wgt > 0.2
-    out[ok] = val[ok] / wgt[ok]
+def _gauss(img: F64, sigma: float) -> F64:
+    """``ndimage.gaussian_filter(img, sigma, mode="nearest")`` of a 2-D float64 image, bit for bit:
+    the same 1-D passes (rows along axis 0 first, then axis 1), each run along contiguous lines
+    -- the axis-0 pass on a transposed copy, in place -- which ndimage does ~2x faster than along
+    strided ones."""
+    t = np.ascontiguousarray(img.T, dtype=np.float64)
+    ndimage.gaussian_filter1d(t, sigma, axis=1, mode="nearest", output=t)
+    out = np.ascontiguousarray(t.T)
+    ndimage.gaussian_filter1d(out, sigma, axis=1, mode="nearest", output=out)
     return out
+
+
+def _masked_smooth(img: F64, keep: NDArray[np.bool_], sigma: float) -> F64:
+    """Gaussian local mean of ``img`` over the ``keep`` pixels only (NaN where they weigh < 0.2).
+
+    The Gaussians of the weights (``keep``) and of the kept values are :func:`_gauss`'s passes on
+    one stacked array (the same numbers as two ``gaussian_filter`` calls)."""
+    h, w = img.shape
+    t = np.empty((2, w, h))
+    t[0] = keep.T
+    t[1] = np.where(keep.T, img.T, 0.0)
+    ndimage.gaussian_filter1d(t, sigma, axis=2, mode="nearest", output=t)  # along axis 0 of img
+    sm = np.ascontiguousarray(t.transpose(0, 2, 1))
+    ndimage.gaussian_filter1d(sm, sigma, axis=2, mode="nearest", output=sm)
+    wgt, val = sm[0], sm[1]
+    return np.divide(val, wgt, out=np.full(img.shape, np.nan), where=wgt > 0.2)
 
 
 def dense_object_mask(
@@ -288,8 +364,8 @@ def dense_object_mask(
         q = max(1, min(int(s // 2), h // 16, w // 16))
         hq, wq = h // q, w // q
         if q > 1:
-            kq = kk[: hq * q, : wq * q].reshape(hq, q, wq, q).sum(axis=(1, 3))
-            iq = np.where(kk, img, 0.0)[: hq * q, : wq * q].reshape(hq, q, wq, q).sum(axis=(1, 3))
+            kq = _block_sum(kk.view(np.uint8), q)
+            iq = _block_sum(np.where(kk, img, 0.0), q)
             use = kq > 0
             img_q = np.where(use, iq / np.maximum(kq, 1), 0.0)
         else:
@@ -299,9 +375,9 @@ def dense_object_mask(
         vals = sm[ok]
         if vals.size < 64:
             break
-        c = float(np.median(vals))
+        c = _median(vals)
         up = vals[vals > c] - c
-        sig = 1.4826 * float(np.median(up)) if up.size else 0.0
+        sig = 1.4826 * _median(up) if up.size else 0.0
         if sig <= 0:
             continue
         # the bright side at the same distance too: noise loses as much above as below the
@@ -310,7 +386,7 @@ def dense_object_mask(
         if not dark.any():
             continue
         size = 2 * int(np.ceil(s / q)) + 1
-        grown_q = ndimage.maximum_filter(dark.view(np.uint8), size=size) > 0
+        grown_q = _grow_square(dark, size)
         if q > 1:
             grown = np.zeros(img.shape, bool)
             up_q = np.repeat(np.repeat(grown_q, q, axis=0), q, axis=1)
@@ -320,6 +396,33 @@ def dense_object_mask(
         out |= grown & keep
         kk &= ~grown
     return out
+
+
+def _grow_square(mask: NDArray[np.bool_], size: int) -> NDArray[np.bool_]:
+    """``ndimage.maximum_filter(mask, size) > 0`` for an odd ``size``: the OR over a centred
+    ``size × size`` square (pixels outside the image count as False, which for a maximum is what
+    the filter's reflecting edge gives), as a running OR per axis by doubling shifts."""
+    r = size // 2
+    if r <= 0:
+        return mask.copy()
+    h, w = mask.shape
+    a = np.zeros((h + 2 * r, w), bool)
+    a[r : r + h] = mask
+    n, span = a.shape[0], 1  # a[i] = OR of rows i .. i + span - 1 of the padded mask
+    while 2 * span <= size:
+        a[: n - span] |= a[span:]
+        span *= 2
+    if span < size:
+        a[: n - (size - span)] |= a[size - span :]
+    b = np.zeros((h, w + 2 * r), bool)
+    b[:, r : r + w] = a[:h]
+    n, span = b.shape[1], 1
+    while 2 * span <= size:
+        b[:, : n - span] |= b[:, span:]
+        span *= 2
+    if span < size:
+        b[:, : n - (size - span)] |= b[:, size - span :]
+    return b[:, :w]
 
 
 def _disc(radius: float) -> NDArray[np.bool_]:
@@ -454,20 +557,20 @@ def measure_intensities(
                 ya, yb = max(0, int(by - mask_r)), min(hb, int(by + mask_r) + 2)
                 sub = (xs[ya:yb, xa:xb] - bx) ** 2 + (ys[ya:yb, xa:xb] - by) ** 2 <= mask_r**2
                 keep[ya:yb, xa:xb] &= ~sub
-        sm = ndimage.gaussian_filter(img, smooth_sigma, mode="nearest")
+        sm = _gauss(img, smooth_sigma)
         # carbon film, grid-bar shadow: the darker of two regions, with a margin of a bead
         # radius plus the smoothing for the transition
         keep &= ~_non_ice_regions(img, keep, region_sigma, 2 * smooth_sigma + 1)
         vals = sm[keep]
         if vals.size:
-            med = float(np.median(vals))
-            sig = 1.4826 * float(np.median(np.abs(vals - med)))
+            med = _median(vals)
+            sig = 1.4826 * _median(np.abs(vals - med))
             if sig > 0:
                 dark = sm < med - dark_mask_sigma * sig
                 if dark.any():
                     # dilation by a square of the bead radius: separable, so cheap
                     size = dilate.shape[0]
-                    grown = ndimage.maximum_filter(dark.view(np.uint8), size=size) > 0
+                    grown = _grow_square(dark, size)
                     keep &= ~grown
         # compact objects denser than ice at larger scales (0 = off)
         keep &= ~dense_object_mask(img, keep, bead_radius_px / bm, dense_mask_sigma)
