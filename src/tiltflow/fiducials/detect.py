@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +35,7 @@ from scipy.special import spherical_jn
 from tiltflow.backend import fft_workers, get_fft, get_ndimage, to_numpy
 from tiltflow.io.mrc import release_pages, require_finite
 from tiltflow.neighbours import close_pairs
+from tiltflow.stats import median_rows
 from tiltflow.threads import thread_map
 
 F64 = NDArray[np.float64]
@@ -242,8 +243,9 @@ def detect_peaks_scales(
             inner = cmap[:, pad : pad + hb, pad : pad + wb]
             # global robust sigma per frame (MAD), then local sigma from the clipped square
             sub = inner[:, ::2, ::2].reshape(inner.shape[0], -1)  # robust stats on a subsample
-            med = xp.median(sub, axis=1)
-            mad = xp.median(xp.abs(sub - med[:, None]), axis=1)
+            rmed = median_rows if xp is np else partial(xp.median, axis=1)
+            med = rmed(sub)
+            mad = rmed(xp.abs(sub - med[:, None]))
             sig = xp.maximum(1.4826 * mad, 1e-12)[:, None, None]
             sq = xp.minimum(cmap**2, (_CLIP * sig) ** 2)
             var = nd.uniform_filter(sq, size=(1, size_loc, size_loc), mode="reflect") / _CLIP_MEAN
