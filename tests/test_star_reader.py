@@ -182,3 +182,11 @@ def test_missing_directory_and_binary(tmp_path: Path) -> None:
     path.write_bytes(b"data_\n\xff\xfe\x00\n")
     with pytest.raises(InputError, match="not UTF-8"):
         read_star_blocks(path)
+
+
+def test_byte_order_mark_and_crlf(tmp_path: Path) -> None:
+    """A file saved by a Windows editor (BOM, CRLF line ends) reads as the plain file."""
+    path = tmp_path / "windows.star"
+    path.write_bytes(b"\xef\xbb\xbf# version 30001\r\ndata_t\r\nloop_\r\n_a #1\r\n_b #2\r\n1 x\r\n")
+    block = read_star_blocks(path)["t"]
+    assert block.columns == ("a", "b") and block["a"].tolist() == [1] and block["b"].tolist() == ["x"]

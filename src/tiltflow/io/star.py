@@ -384,7 +384,7 @@ def read_star_blocks(
     if not path.is_file():
         raise InputError(path, "file not found (expected a STAR file)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not a readable STAR file (not UTF-8 text: {exc})") from None
     except OSError as exc:
