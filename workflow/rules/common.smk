@@ -170,7 +170,9 @@ def validate_sheet(sheet):
     except (OSError, TiltflowError) as exc:
         raise WorkflowError(f"cannot read the tomogram sheet: {exc}")
     try:
-        validate(table.to_frame(), schema="../schemas/sheet.schema.yaml", set_default=False)
+        validate(
+            table.to_frame(), schema="../schemas/sheet.schema.yaml", set_default=False
+        )
     except WorkflowError as exc:
         raise WorkflowError(
             f"the tomogram sheet {sheet} does not match workflow/schemas/sheet.schema.yaml "
