@@ -9,9 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tiltflow.errors import InputError
-from tiltflow.io.star import TEXT_LABELS, StarBlock, float_column, read_star, read_star_blocks
+from tiltflow.io.star import (
+    TEXT_LABELS,
+    StarBlock,
+    float_column,
+    read_star,
+    read_star_blocks,
+    write_star,
+)
 
 #: a tomogram set as RELION 4 writes it, plus the kinds of values other files hold: a
 #: key/value block, an empty loop, NaN, negative zero, exponents, names that look like numbers,
@@ -190,3 +199,62 @@ def test_byte_order_mark_and_crlf(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf# version 30001\r\ndata_t\r\nloop_\r\n_a #1\r\n_b #2\r\n1 x\r\n")
     block = read_star_blocks(path)["t"]
     assert block.columns == ("a", "b") and block["a"].tolist() == [1] and block["b"].tolist() == ["x"]
+
+
+_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:-",
+                 min_size=1, max_size=12).filter(lambda t: not t.startswith(("#", "_", "data_", "loop_")))
+_columns = st.one_of(
+    st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=6),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=6),
+    st.lists(_names, min_size=1, max_size=6),
+)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.lists(_columns, min_size=1, max_size=4))
+def test_written_tables_read_back(columns: list[list]) -> None:
+    """Whatever our writer writes, our reader reads back as the same values (text that looks
+    like a number comes back as a number, as in starfile: names are kept text by TEXT_LABELS),
+    and starfile reads the same."""
+    import tempfile
+
+    n = min(len(c) for c in columns)
+    table = {f"tfCol{i}": c[:n] for i, c in enumerate(columns)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.star"
+        write_star(path, {"t": table})
+        block = read_star_blocks(path)["t"]
+        ref = starfile.read(path, always_dict=True)["t"]
+    assert block.columns == tuple(table) and len(block) == n
+    for label, values in table.items():
+        got = block[label]
+        if all(isinstance(v, str) for v in values) and got.dtype.kind == "O":
+            assert got.tolist() == values
+        elif all(isinstance(v, int) for v in values):
+            assert got.dtype == np.int64 and got.tolist() == values
+        elif all(isinstance(v, float) for v in values):
+            # written with 12 significant digits
+            np.testing.assert_allclose(got, values, rtol=1e-11, atol=0)
+        want = ref[label].to_numpy()
+        if got.dtype.kind == "O":
+            assert [str(v) for v in want] == got.tolist()
+        else:
+            np.testing.assert_array_equal(got.astype(float), want.astype(float))
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["1_0", "NAN", "nAn", "nan", "NaN", "inf", "-inf", "INF", "Infinity", "+1", "1e3", ".5",
+     "5.", "1E-3", "0x10", "\u0661\u0662", "+nan", "1.5e", "e5", "-", "007"],
+)
+def test_what_is_a_number_as_in_starfile(tmp_path: Path, token: str) -> None:
+    """Python's int()/float() accept "1_0", "NAN" and Arabic-Indic digits; STAR readers do not."""
+    path = tmp_path / "a.star"
+    path.write_text(f"data_t\nloop_\n_a #1\n_b #2\n{token} 1\n2 2\n", encoding="utf-8")
+    got = read_star_blocks(path)["t"]["a"]
+    want = starfile.read(path, always_dict=True)["t"]["a"].to_numpy()
+    assert _kind(got) == _kind(want), (got.dtype, want.dtype)
+    if _kind(got) == "text":
+        assert got.tolist() == [str(v) for v in want]
+    else:
+        np.testing.assert_array_equal(got.astype(float), want.astype(float))

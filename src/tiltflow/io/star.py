@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -235,12 +236,28 @@ class StarBlock:
         return pd.DataFrame({k: v for k, v in self._cols.items()}, columns=list(self.columns))
 
 
+#: how a number is written in a STAR file (what starfile, through pandas, reads as one): decimal
+#: integers and floats, nan / NaN, inf / Infinity. Python's int() and float() also take "1_000",
+#: "NAN" or Arabic-Indic digits, which are text to RELION and starfile
+_NUMBER = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf(?:inity)?))|nan|NaN"
+)
+_PLAIN_NUMBER_CHARS = frozenset("0123456789+-.eE")
+
+
+def _all_numbers(tokens: Sequence[str]) -> bool:
+    chars = set("".join(tokens))
+    if chars <= _PLAIN_NUMBER_CHARS:  # the common case: digits, signs, points, exponents only
+        return True
+    return all(_NUMBER.fullmatch(t) for t in tokens)
+
+
 def _typed_column(tokens: Sequence[str], as_text: bool) -> np.ndarray:
     """Values of one column: int64 if all are integers, else float64 if all are numbers, else
     text (always text when ``as_text``)."""
     if not tokens:
         return np.zeros(0) if not as_text else np.zeros(0, dtype=object)
-    if not as_text:
+    if not as_text and _all_numbers(tokens):
         raw = np.array(tokens)
         for kind in (np.int64, np.float64):
             try:
