@@ -98,3 +98,27 @@ def test_carbon_edge_gives_no_ghost_beads(tmp_path):
     beads = read_beads(p)
     assert beads is not None and BEADS_BLOCK == "beads"
     np.testing.assert_allclose(beads["tfRadiusAngst"], res.radius_px * 10.0, rtol=1e-9)
+
+
+def test_appearance_does_not_depend_on_the_batching(tmp_path):
+    """The measurement runs in batches bounded by the pages they map (64 KiB per sampled row
+    of a memory-mapped stack): any batch size gives the same descriptors."""
+    import mrcfile
+
+    from tiltflow.io.mrc import open_stack
+
+    rng = np.random.default_rng(5)
+    frames = np.concatenate([_bead_image(6.0, (40.0 + i, 50.0 - i), seed=i) for i in range(7)])
+    path = tmp_path / "s.mrc"
+    with mrcfile.new(path) as m:
+        m.set_data(frames)
+    stack = open_stack(path)
+    k = 60
+    f = rng.integers(0, 7, k)
+    x, y = 40.0 + f + rng.normal(0, 0.3, k), 50.0 - f + rng.normal(0, 0.3, k)
+    whole = appearance(stack, f, x, y, 6.0, batch=4096)
+    for batch in (16, 23):
+        part = appearance(stack, f, x, y, 6.0, batch=batch)
+        for name in ("radius", "dipole", "quadrupole", "contrast"):
+            np.testing.assert_allclose(getattr(part, name), getattr(whole, name), rtol=1e-12)
+    assert np.all(np.abs(whole.radius / 6.0 - 1) < 0.1)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from tiltflow.io.mrc import release_pages
+from tiltflow.io.mrc import FAULT_AROUND_BYTES, release_pages
 
 F64 = NDArray[np.float64]
 
@@ -34,6 +34,9 @@ RING = 1.6
 MOMENT_DISC = 1.5
 #: samples (windows × pixels) measured together
 BATCH_SAMPLES = 400_000
+#: resident memory a batch may map from a memory-mapped stack (rows touched × 64 KiB, see
+#: :data:`tiltflow.io.mrc.FAULT_AROUND_BYTES`); released after each batch
+BATCH_MAPPED_BYTES = 128 * 2**20
 #: candidate template radii, in declared radii
 RADIUS_GRID = np.round(np.arange(0.4, 1.61, 0.05), 3)
 
@@ -93,7 +96,11 @@ def appearance(
     ox, oy = ox.ravel().astype(np.float64), oy.ravel().astype(np.float64)
     keep = ox**2 + oy**2 <= (OUTER * radius_px + stride) ** 2
     ox, oy = ox[keep], oy[keep]
-    batch = max(16, min(batch, BATCH_SAMPLES // max(1, ox.size)))  # bounded memory
+    # bounded memory: the batch's arrays, and the pages its gather maps (one run of
+    # FAULT_AROUND_BYTES per sampled row of every window; 2 GB for 600 windows of a 4k stack)
+    n_rows = np.unique(oy).size
+    by_pages = BATCH_MAPPED_BYTES // (n_rows * FAULT_AROUND_BYTES)
+    batch = max(16, min(batch, BATCH_SAMPLES // max(1, ox.size), by_pages))
     nbin = 24
     edges = np.linspace(0.0, OUTER * radius_px, nbin + 1)
     centres = 0.5 * (edges[1:] + edges[:-1])

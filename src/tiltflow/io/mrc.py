@@ -299,6 +299,12 @@ def _mapping_of(arr: object) -> object | None:
     return None
 
 
+#: bytes Linux maps into a process around each page it faults in from a file mapping
+#: (``fault_around_bytes``, 64 KiB by default): one pixel read from a row of a memory-mapped
+#: stack makes 64 KiB resident, so a gather of scattered samples costs ~64 KiB per row it touches
+FAULT_AROUND_BYTES = 64 * 1024
+
+
 def release_pages(stack: object, start: int = 0, stop: int | None = None) -> None:
     """Let the kernel drop the resident pages of frames ``[start, stop)`` of a memory-mapped stack
     (``madvise(MADV_DONTNEED)``; the data stay in the page cache and are read again on access).
