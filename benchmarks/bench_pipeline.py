@@ -16,7 +16,9 @@ Cases (``--sizes``; default ``1k,2k``, add ``4k`` for the real-size case, 2.7 GB
   shift 3 px);
 - 2k: 41 x 2048² at 2.7 Å/px, 30 beads of 50 Å, 900 px thick, 150 nm ice, perturbed as 4k;
 - 4k: 41 x 4096² at 1.35 Å/px, 30 beads of 50 Å, 1800 px thick, 150 nm ice, perturbed (tilt
-  0.5°, rotation 0.3°, shift 5 px): issue #10's case.
+  0.5°, rotation 0.3°, shift 5 px): issue #10's case;
+- 4k81: as 4k with 81 tilts (1.5° step; 5.4 GB of disk): cost and memory against the number of
+  tilts.
 
 The cost per (megapixel x tilt) of every step is printed for each case, so linearity in
 pixels x tilts can be read off (the ratios between cases should be ~1), and the chain's result
@@ -195,6 +197,12 @@ CASES: dict[str, dict] = {
         },
         "import": {"angpix": 1.35},
     },
+}
+#: 4k with twice the tilts (1.5° step, 81 tilts, 5.4 GB): cost and memory against the number of
+#: tilts (not a case of issue #10; ``--sizes 4k81``)
+CASES["4k81"] = {
+    "simulate": {**CASES["4k"]["simulate"], "tilt_step": 1.5},
+    "import": dict(CASES["4k"]["import"]),
 }
 
 
