@@ -32,23 +32,10 @@ from pathlib import Path
 PRESETS = ("clean", "phase", "hot", "drift_grid", "clutter", "carbon", "beads_hard", "all")
 
 
-def run_case(
-    preset: str,
-    seed: int,
-    size: int,
-    work: Path,
-    angpix: float = 10.0,
-    tilt_step: float = 3.0,
-    radius_A: float = 50.0,
-) -> dict:
-    """One preset and seed in ``work``: :func:`tiltflow.simulate.score.run_case` (the test suite's
-    tests/test_realism_accuracy.py scores the same way)."""
-    from tiltflow.simulate.score import run_case as run
-
-    return run(preset, seed, size, work, angpix, tilt_step, radius_A, threads=2)
-
-
 def main() -> None:
+    # the same chain and scoring as the test suite's tests/test_realism_accuracy.py
+    from tiltflow.simulate.score import run_case
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--seeds", default="1")
