@@ -213,6 +213,8 @@ def detect_peaks_scales(
     nd = get_ndimage(xp)
     kw = fft_workers(xp, threads)
     filts = [xp.asarray(matched_filter_spectrum(fshape, rb).astype(np.float32)) for rb in rbs]
+    # per-frame medians of the noise level: exact and fast on the CPU, CuPy's own on the GPU
+    rmed = median_rows if xp is np else partial(xp.median, axis=1)
 
     Peaks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -243,7 +245,6 @@ def detect_peaks_scales(
             inner = cmap[:, pad : pad + hb, pad : pad + wb]
             # global robust sigma per frame (MAD), then local sigma from the clipped square
             sub = inner[:, ::2, ::2].reshape(inner.shape[0], -1)  # robust stats on a subsample
-            rmed = median_rows if xp is np else partial(xp.median, axis=1)
             med = rmed(sub)
             mad = rmed(xp.abs(sub - med[:, None]))
             sig = xp.maximum(1.4826 * mad, 1e-12)[:, None, None]

@@ -267,10 +267,6 @@ def _typed_column(tokens: Sequence[str], as_text: bool) -> np.ndarray:
     return np.array(list(tokens), dtype=object)
 
 
-def _number_or_text(text: str, as_text: bool) -> np.ndarray:
-    return _typed_column([text], as_text)
-
-
 def _tokens(line: str, path: Path, lineno: int) -> list[str]:
     """Whitespace-separated values of one line; quoted values (``"a b"``, ``'a b'``) are one
     value; a token starting with ``#`` starts a comment."""
@@ -364,7 +360,7 @@ def parse_star(
                     line=lineno,
                 )
             lab = toks[0][1:]
-            pairs[lab] = _number_or_text(toks[1], lab in as_text)
+            pairs[lab] = _typed_column([toks[1]], lab in as_text)
             state = "pairs"
             continue
         if state in ("header", "rows"):
